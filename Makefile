@@ -1,0 +1,53 @@
+# floriday-proxy: build, test, demo, benchmark.
+#   make demo    install missing system packages, build, run the sandbox and the proxy
+#   make test    install missing system packages, build, run every test
+#   make bench   benchmark against nginx (see bench/)
+
+SWIFT ?= swift
+SYSTEM_PACKAGES := libssl-dev libnghttp2-dev pkg-config
+BENCH_PACKAGES := nginx-light wrk curl openssl
+
+.PHONY: all build release test demo deps bench-deps bench latency fuzz clean check-docker
+
+all: build
+
+# Installs what the build needs with apt-get when run as root; otherwise says what to install.
+deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		else \
+			echo "missing system packages:$$missing"; echo "install them with: sudo apt-get install -y$$missing"; exit 1; \
+		fi; \
+	fi
+
+bench-deps:
+	@missing=""; for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		else echo "install: sudo apt-get install -y$$missing"; exit 1; fi; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+demo: build
+	$$($(SWIFT) build --show-bin-path)/floriday-proxy demo
+
+# Median latency added by the proxy over a direct request (loopback, cached token).
+latency: release bench-deps
+	bash bench/latency.sh
+
+bench: release bench-deps
+	bash bench/bench.sh
+
+clean:
+	rm -rf .build

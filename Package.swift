@@ -1,0 +1,60 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Modules from the bottom up; a module knows nothing of those listed after it.
+//   COpenSSL     system library (libssl-dev) plus a shim for OpenSSL's macros
+//   EventLoop    non-blocking sockets on Dispatch sources, timers, DNS off the loop
+//   TLS          OpenSSL over memory BIOs; a TLS byte stream over a socket
+//   HTTP1        incremental HTTP/1.1 parser and serializer, on bytes
+//   HTTPServer   an HTTP/1.1 server connection with streaming bodies
+//   Upstream     HTTPS client connections and the keep-alive pool
+//   Auth         OAuth2 client-credentials token provider
+//   Config       proxy.yaml + environment + *_FILE secrets, validated
+//   Proxy        the pipeline: accept, rewrite, send, response (401 replay), log
+//   Sandbox      a stand-in for Floriday's IDM and API, for tests and the demo
+//   floriday-proxy  the command line
+let package = Package(
+    name: "floriday-proxy",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "floriday-proxy", targets: ["floriday-proxy"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"]), .brew(["openssl@3"])]
+        ),
+        .target(name: "EventLoop"),
+        .target(name: "TLS", dependencies: ["COpenSSL", "EventLoop"]),
+        .target(name: "HTTP1"),
+        .target(name: "HTTPServer", dependencies: ["EventLoop", "TLS", "HTTP1"]),
+        .target(name: "Upstream", dependencies: ["EventLoop", "TLS", "HTTP1"]),
+        .target(name: "Auth", dependencies: ["EventLoop", "Upstream", "HTTP1", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
+        .target(name: "Proxy", dependencies: [
+            "EventLoop", "HTTP1", "HTTPServer", "Upstream", "Auth", "Config",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "Sandbox", dependencies: ["EventLoop", "TLS", "HTTP1", "HTTPServer"]),
+        .executableTarget(name: "floriday-proxy", dependencies: [
+            "EventLoop", "TLS", "Upstream", "Auth", "Config", "Proxy", "Sandbox",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
+        .testTarget(name: "TLSTests", dependencies: ["TLS", "EventLoop"]),
+        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
+        .testTarget(name: "ConfigTests", dependencies: ["Config"]),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "HTTP1"]),
+        .testTarget(name: "ProxyTests", dependencies: [
+            "EventLoop", "TLS", "HTTP1", "HTTPServer", "Upstream", "Auth", "Config", "Proxy", "Sandbox",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+    ]
+)

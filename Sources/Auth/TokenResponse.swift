@@ -1,0 +1,66 @@
+import Foundation
+import Upstream
+
+/// Turns the token endpoint's answer into a token or an error (RFC 6749 §5.1 and §5.2).
+enum TokenResponseParser {
+    static func parse(_ response: CollectedResponse, margin: Duration, requested: ContinuousClock.Instant) -> Result<AccessToken, TokenError> {
+        let status = response.head.status
+        let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]
+        guard status == 200 else {
+            // §5.2: {"error": "...", "error_description": "..."}; the description comes from the
+            // IDM and never contains our secret, but keep it short for logs.
+            let code = json?["error"] as? String
+            let description = (json?["error_description"] as? String).map { String($0.prefix(200)) }
+            let kind: TokenError.Kind
+            switch code {
+            case "invalid_client": kind = .invalidClient
+            case "invalid_scope": kind = .invalidScope
+            default: kind = .rejected
+            }
+            var message = "IDM refused the token request: HTTP \(status)"
+            if let code { message += " \(code)" }
+            if let description { message += " (\(description))" }
+            return .failure(TokenError(kind: kind, message: message, status: status))
+        }
+        guard let json,
+              let value = json["access_token"] as? String, !value.isEmpty,
+              let expiresIn = (json["expires_in"] as? NSNumber)?.doubleValue, expiresIn > 0 else {
+            return .failure(TokenError(kind: .malformedResponse, message: "IDM token response lacks access_token or expires_in", status: status))
+        }
+        if let type = json["token_type"] as? String, type.lowercased() != "bearer" {
+            return .failure(TokenError(kind: .malformedResponse, message: "IDM issued a \(type) token, not a Bearer token", status: status))
+        }
+        // Lifetimes count from when we asked: the token cannot have been issued earlier.
+        let lifetime = Duration.milliseconds(Int(expiresIn * 1000))
+        let expires = requested + lifetime
+        let effectiveMargin = min(margin, lifetime / 2)
+        return .success(AccessToken(
+            value: value, obtained: .now, expires: expires, refreshFrom: expires - effectiveMargin,
+            lifetime: lifetime, scope: json["scope"] as? String))
+    }
+}
+
+/// application/x-www-form-urlencoded (HTML's algorithm: unreserved bytes kept, space as "+").
+enum FormEncoding {
+    static func encode(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "*"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            case UInt8(ascii: " "):
+                out += "+"
+            default:
+                out += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+            }
+        }
+        return out
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}

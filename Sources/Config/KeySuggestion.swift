@@ -1,0 +1,32 @@
+/// The known key closest to `unknown`, if at most two edits away (insertions, deletions,
+/// substitutions, swaps of neighbours). Ties go to the key listed first.
+func closestKey(to unknown: String, among known: [String]) -> String? {
+    var best: (key: String, distance: Int)?
+    for key in known {
+        let distance = editDistance(unknown, key)
+        if distance <= 2, distance < (best?.distance ?? .max) {
+            best = (key, distance)
+        }
+    }
+    return best?.key
+}
+
+/// Optimal string alignment distance.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var d = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
+    for i in 0...a.count { d[i][0] = i }
+    for j in 0...b.count { d[0][j] = j }
+    for i in 1...a.count {
+        for j in 1...b.count {
+            let cost = a[i - 1] == b[j - 1] ? 0 : 1
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+            if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] {
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+            }
+        }
+    }
+    return d[a.count][b.count]
+}

@@ -1,0 +1,88 @@
+import Dispatch
+
+/// One serial queue and the scratch memory its connections share.
+///
+/// Every socket, timer and protocol state machine belongs to exactly one loop and is only
+/// touched on its queue, so connection state needs no locks. Loops target one concurrent
+/// queue, so the work of different loops runs on different cores.
+public final class EventLoop: @unchecked Sendable {
+    public let queue: DispatchQueue
+    public let index: Int
+
+    /// Read buffer shared by every connection on this loop: a read is consumed synchronously
+    /// by the connection's delegate, so one buffer per loop is enough, and idle connections
+    /// cost no buffer memory at all.
+    let readBuffer: UnsafeMutableRawBufferPointer
+
+    private let queueKey = DispatchSpecificKey<ObjectIdentifier>()
+
+    init(index: Int, target: DispatchQueue?, readBufferSize: Int) {
+        self.index = index
+        self.queue = DispatchQueue(label: "floriday-proxy.loop.\(index)", qos: .userInitiated, target: target)
+        self.readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readBufferSize, alignment: 16)
+        queue.setSpecific(key: queueKey, value: ObjectIdentifier(self))
+    }
+
+    deinit { readBuffer.deallocate() }
+
+    /// True when the caller runs on this loop's queue.
+    public var inLoop: Bool { DispatchQueue.getSpecific(key: queueKey) == ObjectIdentifier(self) }
+
+    /// Debug-build check that loop-confined state is touched on its own queue.
+    @inline(__always)
+    public func assertInLoop(file: StaticString = #fileID, line: UInt = #line) {
+        #if DEBUG
+        dispatchPrecondition(condition: .onQueue(queue))
+        #endif
+    }
+
+    /// Enqueues `work` on the loop.
+    ///
+    /// The closure is not required to be `Sendable`: loop-confined objects are handed
+    /// between queues only through this call, and from then on touched on this queue alone
+    /// (checked by `assertInLoop` in debug builds). This is the one place the project
+    /// steps outside the compiler's sendability checking.
+    public func execute(_ work: @escaping () -> Void) {
+        let box = UncheckedSendable(work)
+        queue.async { box.value() }
+    }
+
+    /// Runs `work` now when already on the loop, else enqueues it.
+    public func executeSoon(_ work: @escaping () -> Void) {
+        if inLoop { work() } else { execute(work) }
+    }
+
+    /// A one-shot timer; see `LoopTimer` for a reusable one.
+    @discardableResult
+    public func schedule(after delay: Duration, _ work: @escaping () -> Void) -> LoopTimer {
+        let timer = LoopTimer(loop: self, handler: work)
+        timer.schedule(after: delay)
+        return timer
+    }
+}
+
+/// A fixed set of loops, one per core by default.
+public final class EventLoopGroup: @unchecked Sendable {
+    public let loops: [EventLoop]
+    private let counter = AtomicCounter()
+
+    public init(loopCount: Int = System.coreCount, readBufferSize: Int = 64 * 1024) {
+        let target = DispatchQueue(label: "floriday-proxy.loops", qos: .userInitiated, attributes: .concurrent)
+        loops = (0..<max(1, loopCount)).map { EventLoop(index: $0, target: target, readBufferSize: readBufferSize) }
+    }
+
+    /// Round-robin choice of a loop for a new connection.
+    public func next() -> EventLoop {
+        loops[counter.increment() % loops.count]
+    }
+}
+
+public enum System {
+    public static var coreCount: Int {
+        #if os(Linux)
+        return Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        #else
+        return Int(sysconf(_SC_NPROCESSORS_ONLN))
+        #endif
+    }
+}

@@ -1,0 +1,271 @@
+// Byte-level building blocks shared by the request and response parsers: character
+// classes, fast searches, field-line validation and the framing header checks.
+
+enum ASCII {
+    static let htab: UInt8 = 0x09
+    static let lf: UInt8 = 0x0A
+    static let cr: UInt8 = 0x0D
+    static let sp: UInt8 = 0x20
+    static let quote: UInt8 = 0x22
+    static let comma: UInt8 = 0x2C
+    static let colon: UInt8 = 0x3A
+    static let semicolon: UInt8 = 0x3B
+    static let equals: UInt8 = 0x3D
+    static let backslash: UInt8 = 0x5C
+    static let del: UInt8 = 0x7F
+}
+
+// MARK: Character classes
+
+/// tchar (RFC 9110 §5.6.2) as a 128-bit set: "!#$%&'*+-.^_`|~", DIGIT, ALPHA.
+private let tcharLow: UInt64 = 0x03FF_6CFA_0000_0000   // bytes 0x00-0x3F
+private let tcharHigh: UInt64 = 0x57FF_FFFF_C7FF_FFFE  // bytes 0x40-0x7F
+
+@inline(__always)
+func isTchar(_ byte: UInt8) -> Bool {
+    if byte < 64 { return (tcharLow >> UInt64(byte)) & 1 == 1 }
+    if byte < 128 { return (tcharHigh >> UInt64(byte &- 64)) & 1 == 1 }
+    return false
+}
+
+/// OWS = *( SP / HTAB ), RFC 9110 §5.6.3.
+@inline(__always)
+func isOWS(_ byte: UInt8) -> Bool { byte == ASCII.sp || byte == ASCII.htab }
+
+/// field-vchar / SP / HTAB: VCHAR and obs-text (0x80-0xFF) are allowed; every other
+/// control, DEL included, is not (RFC 9110 §5.5).
+@inline(__always)
+func isFieldValueByte(_ byte: UInt8) -> Bool {
+    (byte >= 0x20 && byte != ASCII.del) || byte == ASCII.htab
+}
+
+@inline(__always)
+func asciiLowercased(_ byte: UInt8) -> UInt8 {
+    byte &- 0x41 < 26 ? byte | 0x20 : byte
+}
+
+@inline(__always)
+func hexValue(_ byte: UInt8) -> UInt64? {
+    switch byte {
+    case 0x30...0x39: return UInt64(byte &- 0x30)
+    case 0x41...0x46: return UInt64(byte &- 0x37)
+    case 0x61...0x66: return UInt64(byte &- 0x57)
+    default: return nil
+    }
+}
+
+func asciiCaseInsensitiveEquals<Bytes: Collection<UInt8>>(_ bytes: Bytes, _ string: String) -> Bool {
+    let utf8 = string.utf8
+    guard bytes.count == utf8.count else { return false }
+    for (byte, other) in zip(bytes, utf8) where asciiLowercased(byte) != asciiLowercased(other) {
+        return false
+    }
+    return true
+}
+
+func asciiCaseInsensitiveEquals<Bytes: Collection<UInt8>>(_ bytes: Bytes, _ string: StaticString) -> Bool {
+    let other = UnsafeBufferPointer(start: string.utf8Start, count: string.utf8CodeUnitCount)
+    guard bytes.count == other.count else { return false }
+    for (byte, otherByte) in zip(bytes, other) where asciiLowercased(byte) != asciiLowercased(otherByte) {
+        return false
+    }
+    return true
+}
+
+// MARK: Word-at-a-time scanning
+
+private let ones: UInt64 = 0x0101_0101_0101_0101
+private let highBits: UInt64 = 0x8080_8080_8080_8080
+
+/// Non-zero when some byte of `word` is zero (the classic bit trick; exact as a test).
+@inline(__always)
+private func zeroByteMask(_ word: UInt64) -> UInt64 {
+    (word &- ones) & ~word & highBits
+}
+
+/// The index of the first `byte` in `base[from..<end]`, eight bytes at a time.
+@inline(__always)
+func findByte(_ byte: UInt8, in base: UnsafeRawPointer, from: Int, to end: Int) -> Int? {
+    var index = from
+    let pattern = ones &* UInt64(byte)
+    while index + 8 <= end {
+        let word = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+        let mask = zeroByteMask(word ^ pattern)
+        // Little-endian: the lowest flagged byte is the first match (borrows only flag later bytes).
+        if mask != 0 { return index + mask.trailingZeroBitCount >> 3 }
+        index += 8
+    }
+    while index < end {
+        if base.load(fromByteOffset: index, as: UInt8.self) == byte { return index }
+        index += 1
+    }
+    return nil
+}
+
+/// The index of the first byte in `base[from..<end]` that may not appear in a field value.
+@inline(__always)
+func firstInvalidFieldValueByte(in base: UnsafeRawPointer, from: Int, to end: Int) -> Int? {
+    var index = from
+    let del = ones &* UInt64(ASCII.del)
+    while index + 8 <= end {
+        let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+        // A byte below 0x20 (HTAB included, checked below) or equal to DEL flags the word.
+        // Bytes >= 0x80 (obs-text) never flag: `~word` clears their high bit.
+        let suspicious = ((word &- ones &* 0x20) & ~word & highBits) | zeroByteMask(word ^ del)
+        if suspicious != 0 {
+            for offset in index..<index + 8 where !isFieldValueByte(base.load(fromByteOffset: offset, as: UInt8.self)) {
+                return offset
+            }
+        }
+        index += 8
+    }
+    while index < end {
+        if !isFieldValueByte(base.load(fromByteOffset: index, as: UInt8.self)) { return index }
+        index += 1
+    }
+    return nil
+}
+
+// MARK: Field lines
+
+/// A field line validated in place: offsets into the head buffer.
+struct FieldLine {
+    var nameStart: Int
+    var nameEnd: Int
+    var valueStart: Int
+    var valueEnd: Int
+}
+
+/// Validates the field line `base[start..<end]` (`end` is the index of its CR) per
+/// RFC 9112 §5: `field-name ":" OWS field-value OWS`.
+@inline(__always)
+func parseFieldLine(_ base: UnsafeRawPointer, start: Int, end: Int) throws(HTTP1ParseError) -> FieldLine {
+    let first = base.load(fromByteOffset: start, as: UInt8.self)
+    // RFC 9112 §5.2: obs-fold is rejected with 400 (outside message/http). The same holds for
+    // whitespace between the start line and the first field (§2.2).
+    if isOWS(first) { throw .obsFold }
+    var index = start
+    while index < end && isTchar(base.load(fromByteOffset: index, as: UInt8.self)) { index += 1 }
+    guard index < end else { throw .invalidHeaderName }  // no colon at all
+    let stop = base.load(fromByteOffset: index, as: UInt8.self)
+    guard stop == ASCII.colon, index > start else {
+        if stop == ASCII.cr { throw .bareCR }
+        if isOWS(stop) && index > start {
+            // RFC 9112 §5.1: a server MUST reject whitespace between name and colon with 400
+            // (the classic "Transfer-Encoding : chunked" smuggling vector).
+            var next = index
+            while next < end && isOWS(base.load(fromByteOffset: next, as: UInt8.self)) { next += 1 }
+            if next < end && base.load(fromByteOffset: next, as: UInt8.self) == ASCII.colon { throw .spaceBeforeColon }
+        }
+        throw .invalidHeaderName
+    }
+    if let bad = firstInvalidFieldValueByte(in: base, from: index + 1, to: end) {
+        throw base.load(fromByteOffset: bad, as: UInt8.self) == ASCII.cr ? .bareCR : .invalidHeaderValue
+    }
+    var valueStart = index + 1
+    var valueEnd = end
+    while valueStart < valueEnd && isOWS(base.load(fromByteOffset: valueStart, as: UInt8.self)) { valueStart += 1 }
+    while valueEnd > valueStart && isOWS(base.load(fromByteOffset: valueEnd - 1, as: UInt8.self)) { valueEnd -= 1 }
+    return FieldLine(nameStart: start, nameEnd: index, valueStart: valueStart, valueEnd: valueEnd)
+}
+
+/// The fields that decide framing, noted while the field lines are built.
+struct FramingFields {
+    var hostCount = 0
+    var hostIndex = -1
+    var contentLengthCount = 0
+    var contentLengthIndex = -1
+    var transferEncodingCount = 0
+
+    @inline(__always)
+    mutating func note(_ name: UnsafeRawBufferPointer, at index: Int) {
+        // Cheap length dispatch first: most fields are none of these.
+        switch name.count {
+        case 4 where asciiCaseInsensitiveEquals(name, "host" as StaticString):
+            hostCount += 1
+            hostIndex = index
+        case 14 where asciiCaseInsensitiveEquals(name, "content-length" as StaticString):
+            contentLengthCount += 1
+            contentLengthIndex = index
+        case 17 where asciiCaseInsensitiveEquals(name, "transfer-encoding" as StaticString):
+            transferEncodingCount += 1
+        default:
+            break
+        }
+    }
+}
+
+/// Parses the field lines of a complete head, `base[from..<end]`, where `end` is the index of
+/// the CRLF that ends the head. Each field's name and value arrays are built once.
+func parseFields(_ base: UnsafeRawPointer, from: Int, to end: Int, expectedCount: Int) throws(HTTP1ParseError) -> (HTTPHeaders, FramingFields) {
+    var fields: [HTTPField] = []
+    fields.reserveCapacity(expectedCount)
+    var framing = FramingFields()
+    var lineStart = from
+    while lineStart < end {
+        // The head scanner already checked that every LF here is preceded by CR.
+        let lf = findByte(ASCII.lf, in: base, from: lineStart, to: end) ?? end
+        let line = try parseFieldLine(base, start: lineStart, end: lf - 1)
+        let name = UnsafeRawBufferPointer(start: base + line.nameStart, count: line.nameEnd - line.nameStart)
+        framing.note(name, at: fields.count)
+        let value = UnsafeRawBufferPointer(start: base + line.valueStart, count: line.valueEnd - line.valueStart)
+        fields.append(HTTPField(name: Array(name), value: Array(value)))
+        lineStart = lf + 1
+    }
+    return (HTTPHeaders(fields: fields), framing)
+}
+
+/// Validates trailer field lines (RFC 9112 §7.1.2) with the head's rules, keeping nothing.
+func validateFields(_ base: UnsafeRawPointer, from: Int, to end: Int) throws(HTTP1ParseError) {
+    var lineStart = from
+    while lineStart < end {
+        let lf = findByte(ASCII.lf, in: base, from: lineStart, to: end) ?? end
+        _ = try parseFieldLine(base, start: lineStart, end: lf - 1)
+        lineStart = lf + 1
+    }
+}
+
+// MARK: Start-line pieces and framing values
+
+/// `HTTP-version = "HTTP" "/" DIGIT "." DIGIT` (RFC 9112 §2.3, case-sensitive) at
+/// `base[at..<at+8]`. Returns nil when the bytes are not of that shape.
+func parseVersion(_ base: UnsafeRawPointer, at: Int) -> HTTPVersion? {
+    func byte(_ offset: Int) -> UInt8 { base.load(fromByteOffset: at + offset, as: UInt8.self) }
+    guard byte(0) == 0x48, byte(1) == 0x54, byte(2) == 0x54, byte(3) == 0x50, byte(4) == 0x2F,
+          byte(5) &- 0x30 < 10, byte(6) == 0x2E, byte(7) &- 0x30 < 10 else { return nil }
+    return HTTPVersion(major: Int(byte(5) &- 0x30), minor: Int(byte(7) &- 0x30))
+}
+
+/// `Content-Length = 1*DIGIT` (RFC 9110 §8.6). A list, even of equal values, is refused
+/// (stricter than §8.6 allows) because proxies disagreeing on such lists is a smuggling vector.
+func parseContentLength(_ value: [UInt8]) throws(HTTP1ParseError) -> UInt64 {
+    if value.contains(ASCII.comma) { throw .conflictingContentLength }
+    guard !value.isEmpty else { throw .invalidContentLength }
+    var length: UInt64 = 0
+    for byte in value {
+        let digit = byte &- 0x30
+        guard digit < 10 else { throw .invalidContentLength }
+        let (times10, overflow1) = length.multipliedReportingOverflow(by: 10)
+        let (sum, overflow2) = times10.addingReportingOverflow(UInt64(digit))
+        if overflow1 || overflow2 { throw .invalidContentLength }
+        length = sum
+    }
+    return length
+}
+
+/// The Host value must be `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2): only
+/// unreserved, pct-encoded, sub-delims, ":" and the brackets of an IP literal. Empty is allowed.
+/// A comma is refused although reg-name allows it: no real host has one, and it is what two
+/// Host fields combined into a list look like.
+func isValidHost(_ value: [UInt8]) -> Bool {
+    for byte in value {
+        switch byte {
+        case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: continue          // ALPHA / DIGIT
+        case 0x2D, 0x2E, 0x5F, 0x7E, 0x25: continue                   // - . _ ~ %
+        case 0x21, 0x24, 0x26...0x2B, 0x3B, 0x3D: continue            // sub-delims but ","
+        case ASCII.colon, 0x5B, 0x5D: continue                        // port, IP literal
+        default: return false
+        }
+    }
+    return true
+}

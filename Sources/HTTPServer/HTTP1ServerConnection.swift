@@ -1,0 +1,316 @@
+import EventLoop
+import HTTP1
+
+/// What a server connection asks of the application above it.
+public protocol HTTPServerHandler: AnyObject {
+    /// A request head arrived. Called on the connection's loop; answer through the exchange.
+    func handle(_ exchange: ServerExchange)
+    /// The response to a request the server refuses before any exchange exists
+    /// (malformed head, head timeout). The connection closes after it.
+    func errorResponse(status: Int, code: String, detail: String) -> (HTTPHeaders, [UInt8])
+}
+
+public struct HTTPServerSettings: Sendable {
+    public var limits = HTTP1Limits()
+    /// Time to receive a complete request head (slowloris guard); answered with 408.
+    public var requestHeadTimeout: Duration = .seconds(10)
+    /// Time a keep-alive connection may sit between requests.
+    public var idleTimeout: Duration = .seconds(75)
+    /// Time without a body byte in either direction.
+    public var bodyStallTimeout: Duration = .seconds(30)
+    public init() {}
+}
+
+/// An HTTP/1.1 server connection: parses requests from a `ByteStream`, hands each to the
+/// handler as a `ServerExchange` and writes the responses, one at a time, in order.
+///
+/// Requests are handled one after another (RFC 9112 §9.3.2: responses to pipelined requests
+/// go out in order); bytes of a pipelined next request wait, bounded, until the current
+/// response is complete.
+public final class HTTP1ServerConnection: ByteStreamDelegate, @unchecked Sendable {
+    public let loop: EventLoop
+    public var remoteAddress: SocketAddress? { stream.remoteAddress }
+    var pendingWriteBytes: Int { stream.pendingWriteBytes }
+    var closeAfterResponse = false
+
+    private let stream: ByteStream
+    private let handler: HTTPServerHandler
+    private let settings: HTTPServerSettings
+    private let onClose: () -> Void
+    private var parser: HTTP1RequestParser
+    private var current: ServerExchange?
+    private var pendingInput: [UInt8] = []
+    private var parsing = false
+    private var closed = false
+    private var pausedByHandler = false
+    private var pausedForPipelining = false
+    private var readTimer: LoopTimer!
+    private var writeTimer: LoopTimer!
+    private var readTimerMode = ReadTimerMode.firstRequest
+    /// Bytes of the current (incomplete) head seen so far: a silent idle connection is closed
+    /// quietly, a half-sent head earns a 408.
+    private var headStarted = false
+    private static let pipelineBufferLimit = 64 * 1024
+    private static let continueResponse: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+
+    private enum ReadTimerMode { case firstRequest, head, idle, body, none }
+
+    public init(stream: ByteStream, handler: HTTPServerHandler, settings: HTTPServerSettings, onClose: @escaping () -> Void) {
+        self.stream = stream
+        self.loop = stream.loop
+        self.handler = handler
+        self.settings = settings
+        self.onClose = onClose
+        self.parser = HTTP1RequestParser(limits: settings.limits)
+        readTimer = LoopTimer(loop: loop) { [weak self] in self?.readTimerFired() }
+        writeTimer = LoopTimer(loop: loop) { [weak self] in self?.writeStalled() }
+    }
+
+    public func start() {
+        loop.assertInLoop()
+        stream.delegate = self
+        setReadTimer(.firstRequest)
+        stream.start()
+    }
+
+    /// Closes the connection when it is between requests; otherwise after the current response.
+    public func closeWhenIdle() {
+        loop.assertInLoop()
+        if current == nil && !headStarted { stream.close() } else { closeAfterResponse = true }
+    }
+
+    // MARK: ByteStreamDelegate
+
+    public func streamDidRead(_ bytes: UnsafeRawBufferPointer) {
+        if current != nil && (current!.requestComplete || pausedForPipelining) || !pendingInput.isEmpty {
+            // Between the end of this request and the end of its response: keep what the
+            // client pipelines, bounded, and keep reading so a client that leaves is noticed.
+            pendingInput.append(contentsOf: bytes)
+            if pendingInput.count > Self.pipelineBufferLimit && !pausedForPipelining {
+                pausedForPipelining = true
+                updateReading()
+            }
+            if current == nil { processPendingInput() }
+            return
+        }
+        parse(bytes)
+    }
+
+    public func streamDidDrain() {
+        writeTimer.disarm()
+        current?.onWritable?()
+    }
+
+    public func streamDidClose(_ error: StreamError?) {
+        guard !closed else { return }
+        closed = true
+        readTimer.cancel()
+        writeTimer.cancel()
+        if let exchange = current, !exchange.responseComplete {
+            exchange.deliverAbort(.clientGone(error))
+        }
+        current?.connection = nil
+        current = nil
+        onClose()
+    }
+
+    // MARK: Parsing
+
+    /// Parses `bytes`; what cannot be parsed yet (a pipelined request behind one still being
+    /// answered) is kept in `pendingInput`.
+    private func parse(_ bytes: UnsafeRawBufferPointer) {
+        parsing = true
+        defer { parsing = false }
+        var offset = 0
+        do {
+            while !closed {
+                // The parser stops after each head, so the head is handled outside the parser's
+                // own call (the handler may read the parser's framing and start the response).
+                var head: HTTPRequestHead?
+                offset += try parser.parse(UnsafeRawBufferPointer(rebasing: bytes[offset...])) { event in
+                    switch event {
+                    case .head(let h):
+                        head = h
+                        return .pause
+                    case .body(let chunk):
+                        if self.readTimerMode == .body { self.readTimer.schedule(after: self.settings.bodyStallTimeout) }
+                        self.current?.deliverBody(chunk)
+                        return .proceed
+                    case .end:
+                        guard let exchange = self.current else { return .proceed }
+                        self.setReadTimer(.none)
+                        exchange.deliverEnd()
+                        // A response completed inside the handler: go straight on to the next request.
+                        return self.current == nil && !self.closed && !self.closeAfterResponse ? .proceed : .pause
+                    }
+                }
+                guard let head else { break }
+                requestHeadArrived(head)
+            }
+        } catch let error as HTTP1ParseError {
+            malformed(error)
+            return
+        } catch {
+            stream.abort()
+            return
+        }
+        if !headStarted && !parser.isIdle {
+            headStarted = true
+            if readTimerMode == .idle || readTimerMode == .firstRequest { setReadTimer(.head) }
+        }
+        if offset < bytes.count && !closed {
+            pendingInput.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[offset...]))
+        }
+    }
+
+    private func requestHeadArrived(_ head: HTTPRequestHead) {
+        headStarted = false
+        let framing = parser.bodyFraming ?? .none
+        let exchange = ServerExchange(request: head, framing: framing, connection: self)
+        current = exchange
+        setReadTimer(framing == .none ? .none : .body)
+        handler.handle(exchange)
+        // RFC 9110 §10.1.1: a client that sent "Expect: 100-continue" waits for an interim
+        // answer before the body; give it one unless the handler already answered finally.
+        if framing != .none, !exchange.responseHeadSent, !exchange.isAborted, head.version == .http1_1,
+           let expect = head.headers.firstString("expect"), expect.lowercased() == "100-continue" {
+            Self.continueResponse.withUnsafeBytes { stream.write($0) }
+        }
+    }
+
+    private func malformed(_ error: HTTP1ParseError) {
+        setReadTimer(.none)
+        if let exchange = current {
+            exchange.deliverAbort(.malformedBody(error))
+            if exchange.responseHeadSent {
+                stream.abort()
+                return
+            }
+        }
+        writeErrorAndClose(status: error.status, code: error.code, detail: error.message)
+    }
+
+    private func writeErrorAndClose(status: Int, code: String, detail: String) {
+        let (headers, body) = handler.errorResponse(status: status, code: code, detail: detail)
+        var head = HTTPResponseHead(status: status, headers: headers)
+        head.headers.replaceOrAdd("Content-Length", String(body.count))
+        head.headers.replaceOrAdd("Connection", "close")
+        var bytes: [UInt8] = []
+        HTTP1Serializer.appendResponseHead(head, to: &bytes)
+        bytes.append(contentsOf: body)
+        stream.write(bytes)
+        current?.connection = nil
+        current = nil
+        stream.close()
+    }
+
+    private func processPendingInput() {
+        guard !pendingInput.isEmpty, current == nil, !closed else { return }
+        let input = pendingInput
+        pendingInput = []
+        if pausedForPipelining {
+            pausedForPipelining = false
+            updateReading()
+        }
+        input.withUnsafeBytes { parse($0) }
+    }
+
+    // MARK: From the exchange
+
+    func wantsKeepAlive(after exchange: ServerExchange) -> Bool {
+        !closeAfterResponse && exchange.request.keepAlive
+    }
+
+    func writeRaw(_ bytes: UnsafeRawBufferPointer) {
+        stream.write(bytes)
+        if stream.pendingWriteBytes > 0 && !writeTimer.isArmed {
+            writeTimer.schedule(after: settings.bodyStallTimeout)
+        }
+    }
+
+    func writeRaw(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { writeRaw($0) }
+    }
+
+    func pauseReading(for exchange: ServerExchange) {
+        guard exchange === current, !pausedByHandler else { return }
+        pausedByHandler = true
+        if readTimerMode == .body { readTimer.disarm() }
+        updateReading()
+    }
+
+    func resumeReading(for exchange: ServerExchange) {
+        guard exchange === current, pausedByHandler else { return }
+        pausedByHandler = false
+        if readTimerMode == .body { readTimer.schedule(after: settings.bodyStallTimeout) }
+        updateReading()
+    }
+
+    func exchangeDidComplete(_ exchange: ServerExchange) {
+        guard exchange === current else { return }
+        exchange.clearHandlers()
+        if !exchange.requestComplete || closeAfterResponse {
+            // The request body was not read to its end: the connection's framing is lost.
+            current = nil
+            exchange.connection = nil
+            stream.close()
+            return
+        }
+        current = nil
+        exchange.connection = nil
+        if pausedByHandler { pausedByHandler = false; updateReading() }
+        setReadTimer(.idle)
+        if !parsing { processPendingInput() }
+    }
+
+    func abortConnection() {
+        current?.clearHandlers()
+        stream.abort()
+        streamDidClose(.aborted)
+    }
+
+    // MARK: Timers and flow control
+
+    private func updateReading() {
+        if pausedByHandler || pausedForPipelining { stream.pauseReading() } else { stream.resumeReading() }
+    }
+
+    private func setReadTimer(_ mode: ReadTimerMode) {
+        readTimerMode = mode
+        switch mode {
+        case .firstRequest, .head: readTimer.schedule(after: settings.requestHeadTimeout)
+        case .idle: readTimer.schedule(after: settings.idleTimeout)
+        case .body: readTimer.schedule(after: settings.bodyStallTimeout)
+        case .none: readTimer.disarm()
+        }
+    }
+
+    private func readTimerFired() {
+        guard !closed else { return }
+        switch readTimerMode {
+        case .firstRequest where !headStarted, .idle where !headStarted:
+            stream.close()   // an idle connection ends quietly
+        case .firstRequest, .idle, .head:
+            writeErrorAndClose(status: 408, code: "request-timeout", detail: "The request head did not arrive in time.")
+        case .body:
+            if let exchange = current {
+                exchange.deliverAbort(.bodyStalled)
+                if !exchange.responseHeadSent {
+                    writeErrorAndClose(status: 408, code: "request-timeout", detail: "The request body stalled.")
+                    return
+                }
+            }
+            stream.abort()
+            streamDidClose(.aborted)
+        case .none:
+            break
+        }
+    }
+
+    private func writeStalled() {
+        guard !closed, stream.pendingWriteBytes > 0 else { return }
+        // The client stopped reading the response.
+        stream.abort()
+        streamDidClose(.aborted)
+    }
+}

@@ -1,0 +1,62 @@
+import Logging
+
+/// What the access log records for one request.
+public struct AccessRecord: Sendable {
+    public var method: String
+    public var target: [UInt8]
+    public var status: Int
+    public var bytesIn: Int
+    public var bytesOut: Int
+    public var duration: Duration
+    public var upstreamDuration: Duration?
+    public var retried: Bool
+    public var client: String
+    public var requestID: String
+    public var problem: Problem.Kind?
+    public var clientGone: Bool
+}
+
+/// One log line per request. The query string is left out unless asked for: it may carry
+/// personal data or identifiers that do not belong in logs.
+public struct AccessLog: Sendable {
+    public var logger: Logger
+    public var includeQuery: Bool
+
+    public init(logger: Logger, includeQuery: Bool) {
+        self.logger = logger
+        self.includeQuery = includeQuery
+    }
+
+    public func record(_ record: AccessRecord) {
+        var path = record.target
+        if !includeQuery, let question = path.firstIndex(of: UInt8(ascii: "?")) { path = Array(path[..<question]) }
+        var metadata: Logger.Metadata = [
+            "method": "\(record.method)",
+            "path": "\(String(decoding: path, as: UTF8.self))",
+            "status": "\(record.status)",
+            "bytes_in": "\(record.bytesIn)",
+            "bytes_out": "\(record.bytesOut)",
+            "duration_ms": "\(Self.milliseconds(record.duration))",
+            "retried": "\(record.retried)",
+            "client": "\(record.client)",
+            "request_id": "\(record.requestID)",
+        ]
+        if let upstream = record.upstreamDuration { metadata["upstream_ms"] = "\(Self.milliseconds(upstream))" }
+        if let problem = record.problem { metadata["error"] = "\(problem.rawValue)" }
+        if record.clientGone { metadata["client_gone"] = "true" }
+        logger.info("access", metadata: metadata)
+    }
+
+    static func milliseconds(_ duration: Duration) -> String {
+        let ms = Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+        return String(Int((ms * 10).rounded())) .insertingDecimal()
+    }
+}
+
+extension String {
+    /// "1234" (tenths) -> "123.4"
+    fileprivate func insertingDecimal() -> String {
+        guard let value = Int(self) else { return self }
+        return "\(value / 10).\(value % 10)"
+    }
+}

@@ -1,0 +1,296 @@
+import Auth
+import EventLoop
+import HTTP1
+import HTTPServer
+import Upstream
+
+/// One client request on its way through the proxy, as named phases (after Pingora's
+/// `ProxyHttp`):
+///
+/// 1. `requestFilter`: refuse what the proxy never forwards;
+/// 2. `obtainToken`: a cached token, or wait for the single fetch in flight;
+/// 3. `sendUpstream`: pooled connection, rewritten head (`HeaderRewrite`), streamed body,
+///    the first `retryBodyLimit` bytes kept for a replay;
+/// 4. `responseFilter`: a 401 for token T drops T, fetches a fresh one and replays once
+///    (RFC 6750 §3.1); anything else streams back to the client;
+/// 5. `failToProxy`: errors become problem details; 6. `logged`: one access-log line.
+///
+/// Lives on the client connection's loop; the upstream connection comes from that loop's pool.
+final class ProxyExchange: UpstreamResponseHandler {
+    private let client: ServerExchange
+    private let context: ProxyContext
+    private let pool: UpstreamPool
+    let requestID: String
+    private let target: [UInt8]
+
+    // Request body: while `replayable`, `body` holds every byte received so far (for a 401
+    // replay); after that it only queues bytes not yet written upstream.
+    private var body: [UInt8] = []
+    private var bodyBytesWritten = 0
+    private var replayable = true
+    private var requestBodyComplete: Bool { client.requestComplete }
+
+    private var upstream: HTTP1ClientConnection?
+    private var upstreamReused = false
+    private var token: AccessToken?
+    private var state = State.starting
+    private var retriedAfter401 = false
+    private var retriedStaleConnection = false
+    private var upstreamStart: ContinuousClock.Instant?
+    private var upstreamDuration: Duration?
+    private var upstreamPaused = false
+    private var problemKind: Problem.Kind?
+
+    private enum State {
+        case starting, waitingForToken, connecting, sending, discarding401, relaying, done
+    }
+
+    /// Above this many unsent bytes the producer is paused (client body or upstream response).
+    private static let highWater = 256 * 1024
+
+    init(client: ServerExchange, context: ProxyContext, requestID: String, target: [UInt8]) {
+        self.client = client
+        self.context = context
+        self.pool = context.pools.pool(for: client.loop)
+        self.requestID = requestID
+        self.target = target
+    }
+
+    // MARK: 1. request filter
+
+    func start() {
+        client.onBody = { [unowned self] bytes in self.clientBody(bytes) }
+        client.onEnd = { [unowned self] in self.clientBodyEnded() }
+        client.onAbort = { [unowned self] error in self.clientAborted(error) }
+        client.onWritable = { [unowned self] in self.clientWritable() }
+        if case .contentLength(let length) = client.bodyFraming, length > UInt64(context.settings.retryBodyLimit) {
+            replayable = false
+        }
+        context.stats.requestStarted()
+        obtainToken()
+    }
+
+    // MARK: 2. token
+
+    private func obtainToken() {
+        state = .waitingForToken
+        context.tokens.token(on: client.loop) { [self] result in
+            guard state == .waitingForToken else { return }
+            switch result {
+            case .success(let token):
+                self.token = token
+                acquireUpstream()
+            case .failure(let error):
+                failToProxy(Problem(.tokenUnavailable, detail: "No access token could be obtained from the identity server: \(error.message)",
+                                    reason: error.kind.rawValue, retryAfter: error.retryAfter))
+            }
+        }
+    }
+
+    // MARK: 3. send
+
+    private func acquireUpstream() {
+        state = .connecting
+        upstreamStart = upstreamStart ?? .now
+        pool.acquire { [self] result in
+            guard state == .connecting else {
+                if case .success(let acquired) = result { acquired.connection.abandon() }
+                return
+            }
+            switch result {
+            case .success(let acquired):
+                upstream = acquired.connection
+                upstreamReused = acquired.reused
+                sendUpstream()
+            case .failure(let error):
+                failToProxy(Self.problem(for: error))
+            }
+        }
+    }
+
+    private func sendUpstream() {
+        guard let upstream, let token else { return }
+        state = .sending
+        let forwardChunked = client.bodyFraming == .chunked
+        let head = HeaderRewrite.upstreamRequest(
+            from: client.request, target: target, upstreamAuthority: pool.endpoint.authority,
+            bearer: token.value, apiKey: context.settings.apiKey,
+            clientIP: client.remoteAddress?.ipString, requestID: requestID, forwardedChunked: forwardChunked)
+        bodyBytesWritten = 0
+        upstream.sendRequest(head, handler: self)
+        writePendingBody()
+        if requestBodyComplete { upstream.endRequest() }
+    }
+
+    private func clientBody(_ bytes: UnsafeRawBufferPointer) {
+        if replayable && body.count + bytes.count > context.settings.retryBodyLimit {
+            // Too large to keep for a replay: from here on the body only streams.
+            replayable = false
+        }
+        if state == .sending || state == .relaying, let upstream, !replayable, body.count == bodyBytesWritten {
+            // Fast path: straight through, nothing queued.
+            upstream.writeBody(bytes)
+            if upstream.pendingWriteBytes > Self.highWater { client.pauseBody() }
+            return
+        }
+        body.append(contentsOf: bytes)
+        writePendingBody()
+        if body.count - bodyBytesWritten > max(Self.highWater, replayable ? context.settings.retryBodyLimit : 0) {
+            client.pauseBody()
+        }
+    }
+
+    private func clientBodyEnded() {
+        guard state == .sending || state == .relaying, let upstream else { return }
+        writePendingBody()
+        upstream.endRequest()
+    }
+
+    /// Writes queued body bytes upstream; drops them afterwards unless kept for a replay.
+    private func writePendingBody() {
+        guard state == .sending || state == .relaying, let upstream, bodyBytesWritten < body.count else { return }
+        body.withUnsafeBytes { upstream.writeBody(UnsafeRawBufferPointer(rebasing: $0[bodyBytesWritten...])) }
+        bodyBytesWritten = body.count
+        if !replayable {
+            body.removeAll(keepingCapacity: true)
+            bodyBytesWritten = 0
+        }
+    }
+
+    func upstreamWritable() {
+        client.resumeBody()
+    }
+
+    // MARK: 4. response filter
+
+    func upstreamResponseHead(_ head: HTTPResponseHead) {
+        if upstreamDuration == nil, let start = upstreamStart { upstreamDuration = .now - start }
+        if head.status == 401, !retriedAfter401, replayable, let token {
+            // RFC 6750 §3.1: the token was refused; a fresh one may succeed. Drop T only if
+            // it is still the cached one, so fifty concurrent 401s cause a single refresh.
+            // RFC 9110 §9.2.2 allows one automatic retry, not two.
+            retriedAfter401 = true
+            context.tokens.invalidate(token)
+            context.stats.retryAfter401()
+            state = .discarding401
+            return
+        }
+        state = .relaying
+        client.writeHead(HeaderRewrite.clientResponse(from: head, requestID: requestID))
+    }
+
+    func upstreamResponseBody(_ bytes: UnsafeRawBufferPointer) {
+        guard state == .relaying else { return }   // a discarded 401 body
+        client.writeBody(bytes)
+        if client.pendingWriteBytes > Self.highWater, let upstream, !upstreamPaused {
+            upstreamPaused = true
+            upstream.pauseResponse()
+        }
+    }
+
+    func upstreamResponseEnd() {
+        let connection = upstream
+        upstream = nil
+        _ = connection
+        if state == .discarding401 {
+            token = nil
+            upstreamPaused = false
+            // Next turn of the loop: the 401's connection goes back to the pool first and
+            // can carry the replay.
+            client.loop.execute { [self] in
+                if state == .discarding401 { obtainToken() }
+            }
+            return
+        }
+        guard state == .relaying else { return }
+        client.end()
+        finish()
+    }
+
+    private func clientWritable() {
+        if upstreamPaused, let upstream {
+            upstreamPaused = false
+            upstream.resumeResponse()
+        }
+    }
+
+    func upstreamFailed(_ error: UpstreamError) {
+        upstream = nil
+        if state == .relaying {
+            // Mid-response: the client must see a broken response, never a shorter "complete" one.
+            problemKind = .upstreamClosed
+            context.logger.warning("upstream.broken", metadata: ["request_id": "\(requestID)", "error": "\(error)"])
+            client.abort()
+            finish()
+            return
+        }
+        if !retriedStaleConnection, replayable || bodyBytesWritten == 0 && body.isEmpty,
+           error.isSafeToRetry(method: client.request.method, onReusedConnection: upstreamReused) {
+            // A pooled connection the server had already closed: nothing was processed.
+            retriedStaleConnection = true
+            acquireUpstream()
+            return
+        }
+        failToProxy(Self.problem(for: error))
+    }
+
+    // MARK: 5. errors
+
+    private func failToProxy(_ problem: Problem) {
+        problemKind = problem.kind
+        if let upstream {
+            self.upstream = nil
+            upstream.abandon()
+        }
+        if client.responseHeadSent {
+            client.abort()
+        } else {
+            client.respond(status: problem.status, headers: problem.headers(requestID: requestID), body: problem.body(requestID: requestID))
+        }
+        finish()
+    }
+
+    static func problem(for error: UpstreamError) -> Problem {
+        switch error {
+        case .connectFailed(let reason):
+            return Problem(.upstreamUnreachable, detail: "Could not connect to the Floriday API: \(reason).")
+        case .tlsFailed(let reason, let verification):
+            return Problem(.upstreamTLS, detail: "TLS with the Floriday API failed: \(reason).", reason: verification ? "certificate-verification" : "handshake")
+        case .timedOut(let phase):
+            return Problem(.upstreamTimeout, detail: "The Floriday API did not answer in time (\(phase)).")
+        case .connectionClosed:
+            return Problem(.upstreamClosed, detail: "The Floriday API closed the connection before a complete response.")
+        case .invalidResponse(let reason):
+            return Problem(.upstreamInvalidResponse, detail: "The Floriday API sent a response that breaks HTTP/1.1: \(reason).")
+        case .shutdown:
+            return Problem(.upstreamUnreachable, detail: "The proxy is shutting down.")
+        }
+    }
+
+    private func clientAborted(_ error: ServerExchangeError) {
+        guard state != .done else { return }
+        if case .malformedBody(let parseError) = error {
+            problemKind = Problem.from(parseStatus: parseError.status, code: parseError.code, detail: parseError.message).kind
+        }
+        // The client left: abandon the upstream exchange; its connection is not reused dirty.
+        if let upstream {
+            self.upstream = nil
+            upstream.abandon()
+        }
+        finish(clientGone: true)
+    }
+
+    // MARK: 6. log
+
+    private func finish(clientGone: Bool = false) {
+        guard state != .done else { return }
+        state = .done
+        body = []
+        context.accessLog.record(AccessRecord(
+            method: client.request.method, target: target, status: client.responseStatus,
+            bytesIn: client.bytesIn, bytesOut: client.bytesOut, duration: .now - client.startTime,
+            upstreamDuration: upstreamDuration, retried: retriedAfter401, client: client.remoteAddress?.ipString ?? "-",
+            requestID: requestID, problem: problemKind, clientGone: clientGone))
+        context.stats.requestFinished(status: client.responseStatus)
+    }
+}

@@ -1,0 +1,219 @@
+import Auth
+import Config
+import EventLoop
+import HTTP1
+import HTTPServer
+import Logging
+import TLS
+import Upstream
+
+/// What every exchange of one proxy shares.
+final class ProxyContext: Sendable {
+    let settings: ProxySettings
+    let pools: UpstreamPoolGroup
+    let tokens: TokenProvider
+    let accessLog: AccessLog
+    let logger: Logger
+    let stats: ProxyStats
+
+    init(settings: ProxySettings, pools: UpstreamPoolGroup, tokens: TokenProvider, accessLog: AccessLog, logger: Logger, stats: ProxyStats) {
+        self.settings = settings
+        self.pools = pools
+        self.tokens = tokens
+        self.accessLog = accessLog
+        self.logger = logger
+        self.stats = stats
+    }
+}
+
+/// The few settings the pipeline reads per request.
+struct ProxySettings: Sendable {
+    var apiKey: String
+    var retryBodyLimit: Int
+}
+
+/// The authenticating proxy: listener, upstream pools and token provider, from one configuration.
+public final class ProxyServer: @unchecked Sendable {
+    public let config: ProxyConfig
+    public let group: EventLoopGroup
+    public let tokens: TokenProvider
+    public let pools: UpstreamPoolGroup
+    public let stats = ProxyStats()
+    public let logger: Logger
+    private let server: HTTPServer
+    private let handler: ProxyHandler
+
+    public var localAddress: SocketAddress { server.localAddress }
+    public var activeClientConnections: Int { server.activeConnections }
+
+    /// Builds everything and binds the listening socket; `start()` begins accepting.
+    /// Throws `ProxyStartError` with a one-line reason.
+    public init(config: ProxyConfig, logger: Logger, group: EventLoopGroup? = nil) throws {
+        self.config = config
+        self.logger = logger
+        let group = group ?? EventLoopGroup()
+        self.group = group
+
+        let tls: TLSContext
+        do {
+            tls = try TLSContext.client(extraCAFile: config.caFile, alpn: ["http/1.1"])
+        } catch {
+            throw ProxyStartError(key: "ca_file", message: "cannot set up TLS: \(error)")
+        }
+        guard let api = AbsoluteURL(config.apiURL.description) else {
+            throw ProxyStartError(key: "api_url", message: "not a usable URL")
+        }
+        guard let issuer = AbsoluteURL(config.issuerURL.description) else {
+            throw ProxyStartError(key: "issuer_url", message: "not a usable URL")
+        }
+        let tokenURL = config.tokenURL.flatMap { AbsoluteURL($0.description) }
+
+        var timeouts = UpstreamTimeouts()
+        timeouts.connect = config.timeouts.connect
+        timeouts.response = config.timeouts.request
+        timeouts.bodyStall = config.timeouts.bodyStall
+        timeouts.idle = config.timeouts.idle
+        var upstreamLimits = HTTP1Limits()
+        upstreamLimits.maxHeaderBytes = max(upstreamLimits.maxHeaderBytes, config.limits.maxHeaderBytes)
+        pools = UpstreamPoolGroup(
+            endpoint: UpstreamEndpoint(host: api.host, port: api.port, tls: api.isTLS ? tls : nil),
+            group: group, maxConnections: config.limits.maxUpstreamConnections, timeouts: timeouts, limits: upstreamLimits)
+
+        tokens = TokenProvider(
+            settings: TokenSettings(
+                issuerURL: issuer, tokenURL: tokenURL, clientID: config.clientID, clientSecret: config.clientSecret.value,
+                scopes: config.scopes, authentication: config.tokenAuthMethod == .clientSecretBasic ? .clientSecretBasic : .clientSecretPost,
+                refreshMargin: config.tokenRefreshMargin, requestTimeout: min(config.timeouts.request, .seconds(30))),
+            loop: group.loops[0], tlsContext: tls, logger: logger)
+
+        let context = ProxyContext(
+            settings: ProxySettings(apiKey: config.apiKey.value, retryBodyLimit: config.retryBodyLimit),
+            pools: pools, tokens: tokens,
+            accessLog: AccessLog(logger: logger, includeQuery: config.log.query),
+            logger: logger, stats: stats)
+        handler = ProxyHandler(context: context)
+
+        var serverSettings = HTTPServerSettings()
+        serverSettings.limits.maxTargetBytes = config.limits.maxTargetBytes
+        serverSettings.limits.maxHeaderBytes = config.limits.maxHeaderBytes
+        serverSettings.limits.maxHeaders = config.limits.maxHeaders
+        serverSettings.limits.maxBodyBytes = UInt64(config.limits.maxBodyBytes)
+        serverSettings.requestHeadTimeout = config.timeouts.requestHead
+        serverSettings.idleTimeout = config.timeouts.idle
+        serverSettings.bodyStallTimeout = config.timeouts.bodyStall
+
+        let address = try Self.resolveListen(host: config.listen.host, port: config.listen.port)
+        do {
+            server = try HTTPServer(address: address, group: group, settings: serverSettings,
+                                    maxConnections: config.limits.maxConnections, handler: handler)
+        } catch {
+            throw ProxyStartError(key: "listen", message: "cannot listen on \(config.listen): \(error)")
+        }
+    }
+
+    public func start() {
+        server.start()
+    }
+
+    /// Graceful stop: no new connections, idle keep-alive connections closed, in-flight
+    /// requests given up to `grace` to finish. `completion` runs when done (off the loops).
+    public func shutdown(grace: Duration, completion: @escaping @Sendable () -> Void) {
+        server.stopAccepting()
+        server.closeConnectionsWhenIdle()
+        let deadline = ContinuousClock.Instant.now + grace
+        let stats = self.stats
+        let pools = self.pools
+        func poll() {
+            if stats.requestsInFlight == 0 || ContinuousClock.Instant.now >= deadline {
+                pools.shutdown()
+                completion()
+                return
+            }
+            group.loops[0].schedule(after: .milliseconds(50)) { poll() }
+        }
+        group.loops[0].execute { poll() }
+    }
+
+    static func resolveListen(host: String, port: Int) throws -> SocketAddress {
+        if let address = SocketAddress(ip: host, port: port) { return address }
+        switch Resolver.lookup(host: host, port: port) {
+        case .success(let addresses): return addresses[0]
+        case .failure(let error): throw ProxyStartError(key: "listen", message: "cannot resolve \(host): \(error)")
+        }
+    }
+}
+
+/// A start-up failure, named by the configuration key that caused it.
+public struct ProxyStartError: Error, CustomStringConvertible {
+    public var key: String
+    public var message: String
+    public var description: String { "config: \(key): \(message)" }
+}
+
+/// The HTTP handler: request filter, then a `ProxyExchange` per request.
+final class ProxyHandler: HTTPServerHandler {
+    let context: ProxyContext
+
+    init(context: ProxyContext) {
+        self.context = context
+    }
+
+    func handle(_ exchange: ServerExchange) {
+        let requestID = Self.requestID(from: exchange.request.headers)
+        if let problem = requestFilter(exchange.request) {
+            context.stats.requestStarted()
+            exchange.respond(status: problem.status, headers: problemHeaders(problem, requestID: requestID, request: exchange.request),
+                             body: problem.body(requestID: requestID))
+            context.accessLog.record(AccessRecord(
+                method: exchange.request.method, target: exchange.request.target, status: problem.status, bytesIn: 0,
+                bytesOut: exchange.bytesOut, duration: .now - exchange.startTime, upstreamDuration: nil, retried: false,
+                client: exchange.remoteAddress?.ipString ?? "-", requestID: requestID, problem: problem.kind, clientGone: false))
+            context.stats.requestFinished(status: problem.status)
+            return
+        }
+        let target = HeaderRewrite.originForm(of: exchange.request.target)!
+        ProxyExchange(client: exchange, context: context, requestID: requestID, target: target).start()
+    }
+
+    /// Refuses what the proxy never forwards.
+    private func requestFilter(_ request: HTTPRequestHead) -> Problem? {
+        switch request.method {
+        case "CONNECT", "TRACE":
+            // CONNECT would open a tunnel past the header rewrite; TRACE would echo our credentials.
+            return Problem(.methodNotAllowed, detail: "\(request.method) is not forwarded by this proxy.", reason: "method")
+        default:
+            break
+        }
+        guard let target = HeaderRewrite.originForm(of: request.target) else {
+            return Problem(.badRequest, detail: "The request target must be a path (origin-form) or an absolute http(s) URL.", reason: "invalid-target")
+        }
+        if target == [UInt8(ascii: "*")] && request.method != "OPTIONS" {
+            return Problem(.badRequest, detail: "The asterisk target is only valid with OPTIONS.", reason: "invalid-target")
+        }
+        return nil
+    }
+
+    private func problemHeaders(_ problem: Problem, requestID: String, request: HTTPRequestHead) -> HTTPHeaders {
+        var headers = problem.headers(requestID: requestID)
+        if problem.kind == .methodNotAllowed { headers.add("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS") }
+        return headers
+    }
+
+    func errorResponse(status: Int, code: String, detail: String) -> (HTTPHeaders, [UInt8]) {
+        let problem = Problem.from(parseStatus: status, code: code, detail: detail)
+        context.logger.notice("request.rejected", metadata: ["status": "\(status)", "reason": "\(code)"])
+        return (problem.headers(requestID: nil), problem.body(requestID: nil))
+    }
+
+    /// The client's X-Request-Id when it is a sane token, else a fresh random one.
+    static func requestID(from headers: HTTPHeaders) -> String {
+        if let given = headers.first("x-request-id"), (1...128).contains(given.count),
+           given.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
+            return String(decoding: given, as: UTF8.self)
+        }
+        var bytes = (UInt64.random(in: .min ... .max), UInt64.random(in: .min ... .max))
+        return withUnsafeBytes(of: &bytes) { raw in
+            raw.map { String($0 >> 4, radix: 16) + String($0 & 0x0F, radix: 16) }.joined()
+        }
+    }
+}

@@ -1,0 +1,302 @@
+import COpenSSL
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The result of `handshake()` and `readPlaintext(into:maxBytes:)`. Failures throw `TLSError`.
+public enum TLSProgress: Equatable, Sendable {
+    /// Handshake: done. Read: `maxBytes` was reached; more plaintext may be waiting.
+    case complete
+    /// Nothing more can happen until more ciphertext is fed in.
+    case wantRead
+    /// Read: the peer sent close_notify, an orderly end of its data.
+    case closed
+}
+
+/// One TLS connection over a pair of memory BIOs: OpenSSL never touches a socket. The caller
+/// feeds bytes received from the network with `feedCiphertext`, calls `handshake()` /
+/// `readPlaintext` / `writePlaintext`, and after *every* one of those calls sends whatever
+/// `drainCiphertext` yields (a read can produce output too: alerts, key updates).
+///
+/// Not thread-safe: use an engine from one thread or serial queue at a time. It is marked
+/// `@unchecked Sendable` so that it may be handed from one queue to another.
+public final class TLSEngine: @unchecked Sendable {
+    public let context: TLSContext
+    public var isClient: Bool { context.isClient }
+    /// The name given at init (SNI and verification), if any.
+    public let serverName: String?
+
+    private let ssl: OpaquePointer
+    /// Network → OpenSSL.
+    private let readBIO: OpaquePointer
+    /// OpenSSL → network.
+    private let writeBIO: OpaquePointer
+    private var handshakeDone = false
+    /// An error found while plaintext had already been appended, reported by the next call.
+    private var pendingError: TLSError?
+
+    /// Client: `serverName` is required: a DNS name (sent as SNI and matched against the
+    /// certificate) or an IP literal (matched against IP subjectAltNames, no SNI; IPv6 may be
+    /// bracketed). Server: `serverName` is ignored; pass nil.
+    public init(context: TLSContext, serverName: String?) throws {
+        ERR_clear_error()
+        guard let ssl = SSL_new(context.handle) else {
+            throw TLSError.fromErrorQueue("creating a TLS connection")
+        }
+        do {
+            try Self.attachMemoryBIOs(ssl)
+            if context.isClient {
+                try Self.configureClient(ssl, serverName: serverName)
+            } else {
+                SSL_set_accept_state(ssl)
+            }
+        } catch {
+            SSL_free(ssl)
+            throw error
+        }
+        self.context = context
+        self.serverName = serverName
+        self.ssl = ssl
+        self.readBIO = SSL_get_rbio(ssl)
+        self.writeBIO = SSL_get_wbio(ssl)
+    }
+
+    deinit {
+        SSL_free(ssl)   // frees both BIOs too
+    }
+
+    private static func attachMemoryBIOs(_ ssl: OpaquePointer) throws {
+        guard let readBIO = BIO_new(BIO_s_mem()) else {
+            throw TLSError.fromErrorQueue("creating a memory BIO")
+        }
+        guard let writeBIO = BIO_new(BIO_s_mem()) else {
+            BIO_free(readBIO)
+            throw TLSError.fromErrorQueue("creating a memory BIO")
+        }
+        // An empty read BIO means "no bytes yet" (WANT_READ), never end of stream.
+        _ = shim_BIO_set_mem_eof_return(readBIO, -1)
+        _ = shim_BIO_set_mem_eof_return(writeBIO, -1)
+        SSL_set_bio(ssl, readBIO, writeBIO)   // the SSL owns them now
+    }
+
+    private static func configureClient(_ ssl: OpaquePointer, serverName: String?) throws {
+        guard var name = serverName, !name.isEmpty else {
+            throw TLSError("a TLS client connection needs a server name")
+        }
+        if name.hasPrefix("["), name.hasSuffix("]") {
+            name = String(name.dropFirst().dropLast())
+        }
+        SSL_set_connect_state(ssl)
+        ERR_clear_error()
+        if isIPLiteral(name) {
+            // RFC 6066 forbids IP literals in SNI; verify against IP subjectAltNames instead.
+            guard X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) == 1 else {
+                throw TLSError.fromErrorQueue("setting the expected IP address \(name)")
+            }
+        } else {
+            guard shim_SSL_set_tlsext_host_name(ssl, name) == 1 else {
+                throw TLSError.fromErrorQueue("setting the server name \(name)")
+            }
+            // "*.example.com" matches, "w*.example.com" does not (as browsers do).
+            SSL_set_hostflags(ssl, UInt32(X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS))
+            guard SSL_set1_host(ssl, name) == 1 else {
+                throw TLSError.fromErrorQueue("setting the expected host name \(name)")
+            }
+        }
+    }
+
+    static func isIPLiteral(_ name: String) -> Bool {
+        var address = (UInt64(0), UInt64(0))   // room for an in6_addr
+        return withUnsafeMutableBytes(of: &address) { buffer in
+            inet_pton(AF_INET, name, buffer.baseAddress) == 1
+                || inet_pton(AF_INET6, name, buffer.baseAddress) == 1
+        }
+    }
+
+    // MARK: Ciphertext in and out
+
+    /// Bytes received from the peer. They are copied into the read BIO; nothing is
+    /// processed until the next `handshake()` or `readPlaintext`.
+    public func feedCiphertext(_ bytes: UnsafeRawBufferPointer) {
+        guard var pointer = bytes.baseAddress else { return }
+        var remaining = bytes.count
+        while remaining > 0 {
+            let written = BIO_write(readBIO, pointer, Int32(clamping: remaining))
+            guard written > 0 else {
+                // A memory BIO only fails to grow when malloc fails.
+                pendingError = pendingError ?? TLSError("out of memory buffering TLS input")
+                return
+            }
+            pointer += Int(written)
+            remaining -= Int(written)
+        }
+    }
+
+    public var hasPendingCiphertext: Bool {
+        BIO_ctrl_pending(writeBIO) > 0
+    }
+
+    /// Appends all pending ciphertext to `buffer`, copying once, straight from the write BIO
+    /// into the array's spare capacity. Reuse one buffer (`removeAll(keepingCapacity: true)`)
+    /// to avoid allocating per flush.
+    public func drainCiphertext(into buffer: inout [UInt8]) {
+        while true {
+            let pending = Int(BIO_ctrl_pending(writeBIO))
+            guard pending > 0 else { return }
+            let read = appendUninitialized(to: &buffer, count: min(pending, Int(Int32.max))) { space in
+                Int(max(0, BIO_read(writeBIO, space.baseAddress, Int32(space.count))))
+            }
+            guard read > 0 else { return }
+        }
+    }
+
+    // MARK: Handshake
+
+    /// Advances the handshake with the ciphertext fed so far. Returns `.complete` once done
+    /// (and on every later call), `.wantRead` when it needs more bytes from the peer. Throws
+    /// on failure; drain ciphertext afterwards anyway, so the peer receives the alert.
+    public func handshake() throws -> TLSProgress {
+        if let error = pendingError { throw error }
+        if handshakeDone { return .complete }
+        ERR_clear_error()
+        let result = SSL_do_handshake(ssl)
+        if result == 1 {
+            handshakeDone = true
+            return .complete
+        }
+        switch SSL_get_error(ssl, result) {
+        case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+            return .wantRead
+        case SSL_ERROR_ZERO_RETURN:
+            ERR_clear_error()
+            throw TLSError("TLS handshake failed: the peer closed the connection")
+        default:
+            throw handshakeError()
+        }
+    }
+
+    public var isHandshakeComplete: Bool { handshakeDone }
+
+    /// The protocol ALPN settled on ("http/1.1", "h2"), nil if none.
+    public var negotiatedALPN: String? {
+        var data: UnsafePointer<UInt8>?
+        var length: UInt32 = 0
+        SSL_get0_alpn_selected(ssl, &data, &length)
+        guard let data, length > 0 else { return nil }
+        return String(decoding: UnsafeBufferPointer(start: data, count: Int(length)), as: UTF8.self)
+    }
+
+    private func handshakeError() -> TLSError {
+        let verifyResult = SSL_get_verify_result(ssl)
+        guard isClient, verifyResult != X509_V_OK else {
+            return TLSError.fromErrorQueue("TLS handshake")
+        }
+        ERR_clear_error()
+        let reason = String(cString: X509_verify_cert_error_string(verifyResult))
+        return TLSError(
+            "certificate verify failed: \(reason) (server name \"\(serverName ?? "")\")",
+            isVerificationFailure: true)
+    }
+
+    // MARK: Application data
+
+    /// Decrypts up to `maxBytes` (> 0) of plaintext and appends it to `buffer`, writing into
+    /// the array's spare capacity (no intermediate copy). Returns how many bytes were appended
+    /// and why it stopped:
+    /// - `.wantRead`: all plaintext available so far was read (`count` may be 0 or more);
+    ///   feed more ciphertext before calling again.
+    /// - `.complete`: `maxBytes` was reached; more may be waiting, call again.
+    /// - `.closed`: the peer sent close_notify after the `count` bytes returned. Later calls
+    ///   return `(0, .closed)`.
+    /// Throws on a protocol error, or on an error found after earlier data was returned.
+    public func readPlaintext(into buffer: inout [UInt8], maxBytes: Int) throws -> (count: Int, progress: TLSProgress) {
+        if let error = pendingError { throw error }
+        var total = 0
+        while total < maxBytes {
+            // One TLS record holds at most 16 KiB of plaintext; SSL_read returns at most one.
+            let chunk = min(maxBytes - total, 16 * 1024)
+            var status: Int32 = 1
+            let read = appendUninitialized(to: &buffer, count: chunk) { space in
+                ERR_clear_error()
+                var readBytes = 0
+                status = SSL_read_ex(ssl, space.baseAddress, space.count, &readBytes)
+                return status == 1 ? readBytes : 0
+            }
+            if status == 1 {
+                total += read
+                continue
+            }
+            switch SSL_get_error(ssl, status) {
+            case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+                return (total, .wantRead)
+            case SSL_ERROR_ZERO_RETURN:
+                return (total, .closed)
+            default:
+                let error = TLSError.fromErrorQueue("TLS read")
+                guard total > 0 else { throw error }
+                pendingError = error
+                return (total, .wantRead)
+            }
+        }
+        return (total, .complete)
+    }
+
+    /// Encrypts all of `bytes` into TLS records (the write BIO grows as needed, so this never
+    /// waits). Only valid once the handshake is complete. Drain afterwards: the ciphertext
+    /// stays buffered until then, so large plaintexts are best written in pieces.
+    public func writePlaintext(_ bytes: UnsafeRawBufferPointer) throws {
+        if let error = pendingError { throw error }
+        guard var pointer = bytes.baseAddress, bytes.count > 0 else { return }
+        guard handshakeDone else { throw TLSError("TLS write before the handshake completed") }
+        var remaining = bytes.count
+        while remaining > 0 {
+            ERR_clear_error()
+            var written = 0
+            guard SSL_write_ex(ssl, pointer, remaining, &written) == 1 else {
+                throw TLSError.fromErrorQueue("TLS write")
+            }
+            pointer += written
+            remaining -= written
+        }
+    }
+
+    /// Queues close_notify (drain to send it). No more plaintext may be written afterwards;
+    /// the peer's remaining data can still be read.
+    public func shutdown() {
+        ERR_clear_error()
+        if handshakeDone { _ = SSL_shutdown(ssl) }
+        ERR_clear_error()
+    }
+}
+
+/// Appends up to `count` bytes produced by `body` straight into `buffer`'s spare capacity.
+/// `body` receives uninitialized memory of exactly `count` bytes and returns how many it
+/// filled; only those become part of the array.
+@inline(__always)
+func appendUninitialized(
+    to buffer: inout [UInt8], count: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int
+) -> Int {
+    if #available(macOS 26, iOS 26, tvOS 26, watchOS 26, visionOS 26, *) {
+        var filled = 0
+        buffer.append(addingCapacity: count) { span in
+            span.withUnsafeMutableBufferPointer { space, initialized in
+                let start = initialized
+                let region = space[start..<min(start + count, space.count)]
+                filled = body(UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: region)))
+                initialized = start + filled
+            }
+        }
+        return filled
+    } else {
+        // Older Apple runtimes lack OutputSpan: zero-fill, fill, trim.
+        let start = buffer.count
+        buffer.append(contentsOf: repeatElement(0, count: count))
+        let filled = buffer.withUnsafeMutableBytes { bytes in
+            body(UnsafeMutableRawBufferPointer(rebasing: bytes[start...]))
+        }
+        buffer.removeLast(count - filled)
+        return filled
+    }
+}

@@ -1,0 +1,277 @@
+import EventLoop
+import HTTP1
+
+/// Receives one upstream response, piece by piece, on the connection's loop.
+public protocol UpstreamResponseHandler: AnyObject {
+    func upstreamResponseHead(_ head: HTTPResponseHead)
+    /// Only valid during the call.
+    func upstreamResponseBody(_ bytes: UnsafeRawBufferPointer)
+    func upstreamResponseEnd()
+    /// The exchange failed; no further calls follow.
+    func upstreamFailed(_ error: UpstreamError)
+    /// The request side drained its write buffer: more body may be written.
+    func upstreamWritable()
+}
+
+public struct UpstreamTimeouts: Sendable {
+    /// Time to connect and finish the TLS handshake.
+    public var connect: Duration = .seconds(5)
+    /// Time from sending the request to the first byte of the response head.
+    public var response: Duration = .seconds(60)
+    /// Time without a response body byte.
+    public var bodyStall: Duration = .seconds(30)
+    /// Time an unused keep-alive connection is kept.
+    public var idle: Duration = .seconds(75)
+    public init() {}
+}
+
+/// One HTTP/1.1 connection to the upstream, carrying one exchange at a time.
+public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendable {
+    public let loop: EventLoop
+    /// Exchanges completed on this connection (0 on a fresh one).
+    public private(set) var exchangesCompleted = 0
+    public var isOpen: Bool { !closed }
+    public var pendingWriteBytes: Int { stream.pendingWriteBytes }
+
+    private let stream: ByteStream
+    private let timeouts: UpstreamTimeouts
+    private var parser: HTTP1ResponseParser
+    private var handler: UpstreamResponseHandler?
+    private var requestChunked = false
+    private var requestSent = false
+    private var requestEnded = false
+    private var responseStarted = false
+    private var responseHeadSeen = false
+    private var closed = false
+    private var keepAlive = true
+    private var readPaused = false
+    private var scratch: [UInt8] = []
+    private var timer: LoopTimer!
+    private var timerPhase = "waiting for the response"
+    /// Called when the exchange completed and the connection may be reused (`true`) or not.
+    var onExchangeDone: ((HTTP1ClientConnection, Bool) -> Void)?
+    /// Called when an idle connection closes.
+    var onIdleClose: ((HTTP1ClientConnection) -> Void)?
+
+    init(stream: ByteStream, timeouts: UpstreamTimeouts, limits: HTTP1Limits) {
+        self.stream = stream
+        self.loop = stream.loop
+        self.timeouts = timeouts
+        self.parser = HTTP1ResponseParser(limits: limits)
+        timer = LoopTimer(loop: loop) { [weak self] in self?.timedOut() }
+        stream.delegate = self
+        stream.start()
+    }
+
+    // MARK: Sending
+
+    /// Starts an exchange: writes the request head. The body, if any, follows with
+    /// `writeBody` and `endRequest` (chunked framing is added when the head says so).
+    public func sendRequest(_ head: HTTPRequestHead, handler: UpstreamResponseHandler) {
+        loop.assertInLoop()
+        precondition(self.handler == nil, "one exchange at a time")
+        self.handler = handler
+        requestSent = false
+        requestEnded = false
+        responseStarted = false
+        responseHeadSeen = false
+        keepAlive = head.keepAlive
+        requestChunked = head.headers.firstString("transfer-encoding")?.lowercased() == "chunked"
+        parser.requestMethod = head.method
+        scratch.removeAll(keepingCapacity: true)
+        HTTP1Serializer.appendRequestHead(head, to: &scratch)
+        guard !closed else {
+            fail(.connectionClosed(requestSent: false, responseStarted: false))
+            return
+        }
+        requestSent = true
+        stream.write(scratch)
+        arm(timeouts.response, phase: "waiting for the response")
+    }
+
+    public func writeBody(_ bytes: UnsafeRawBufferPointer) {
+        loop.assertInLoop()
+        guard !closed, !requestEnded, bytes.count > 0 else { return }
+        if requestChunked {
+            scratch.removeAll(keepingCapacity: true)
+            HTTP1Serializer.appendChunkHeader(size: bytes.count, to: &scratch)
+            stream.write(scratch)
+            stream.write(bytes)
+            HTTP1Serializer.chunkTerminator.withUnsafeBytes { stream.write($0) }
+        } else {
+            stream.write(bytes)
+        }
+    }
+
+    public func endRequest() {
+        loop.assertInLoop()
+        guard !closed, !requestEnded else { return }
+        requestEnded = true
+        if requestChunked { HTTP1Serializer.lastChunk.withUnsafeBytes { stream.write($0) } }
+        if !responseHeadSeen { arm(timeouts.response, phase: "waiting for the response") }
+    }
+
+    /// Backpressure from the client side: stop reading the response for a while.
+    public func pauseResponse() {
+        guard !readPaused else { return }
+        readPaused = true
+        timer.disarm()
+        stream.pauseReading()
+    }
+
+    public func resumeResponse() {
+        guard readPaused else { return }
+        readPaused = false
+        if handler != nil { arm(responseHeadSeen ? timeouts.bodyStall : timeouts.response, phase: timerPhase) }
+        stream.resumeReading()
+    }
+
+    /// Gives up on the exchange and the connection (its framing state is unknown).
+    public func abandon() {
+        loop.assertInLoop()
+        handler = nil
+        close()
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        timer.cancel()
+        stream.abort()
+    }
+
+    // MARK: ByteStreamDelegate
+
+    public func streamDidRead(_ bytes: UnsafeRawBufferPointer) {
+        guard handler != nil else {
+            // Bytes on an idle connection: the upstream broke framing; never reuse it.
+            close()
+            onIdleClose?(self)
+            return
+        }
+        responseStarted = true
+        var offset = 0
+        do {
+            while handler != nil {
+                // Stop after each head: the framing is read outside the parser's own call.
+                var head: HTTPResponseHead?
+                var ended = false
+                offset += try parser.parse(UnsafeRawBufferPointer(rebasing: bytes[offset...])) { event in
+                    switch event {
+                    case .head(let h):
+                        head = h
+                        return .pause
+                    case .body(let chunk):
+                        if self.responseHeadSeen {
+                            if !self.readPaused { self.arm(self.timeouts.bodyStall, phase: "reading the response body") }
+                            self.handler?.upstreamResponseBody(chunk)
+                        }
+                        return .proceed
+                    case .end:
+                        if self.responseHeadSeen {
+                            ended = true
+                            return .pause
+                        }
+                        return .proceed
+                    }
+                }
+                if ended {
+                    responseHeadSeen = false
+                    responseComplete()
+                    break
+                }
+                guard let head else { break }
+                // 1xx: 100 Continue and friends are not relayed; 101 is never asked for.
+                if head.status == 101 { throw UpstreamError.invalidResponse("unexpected 101 Switching Protocols") }
+                if head.status < 200 { continue }
+                responseHeadSeen = true
+                if !head.keepAlive || parser.bodyFraming == .untilClose { keepAlive = false }
+                arm(timeouts.bodyStall, phase: "reading the response body")
+                handler?.upstreamResponseHead(head)
+            }
+            if handler == nil && offset < bytes.count && !closed {
+                // Bytes beyond the response: the upstream broke framing; never reuse this connection.
+                close()
+            }
+        } catch let error as UpstreamError {
+            fail(error)
+        } catch let error as HTTP1ParseError {
+            fail(.invalidResponse(error.message))
+        } catch {
+            fail(.invalidResponse("\(error)"))
+        }
+    }
+
+    public func streamDidDrain() {
+        handler?.upstreamWritable()
+    }
+
+    public func streamDidClose(_ error: StreamError?) {
+        guard !closed else { return }
+        if handler != nil {
+            // A close-delimited body ends here (RFC 9112 §6.3 rule 8).
+            do {
+                var ended = false
+                _ = try parser.finish { event in
+                    if case .end = event { ended = true }
+                    return .proceed
+                }
+                if ended {
+                    keepAlive = false
+                    responseComplete()
+                    return
+                }
+            } catch {}
+            closed = true
+            timer.cancel()
+            fail(.connectionClosed(requestSent: requestSent, responseStarted: responseStarted))
+        } else {
+            closed = true
+            timer.cancel()
+            onIdleClose?(self)
+        }
+    }
+
+    // MARK: Internals
+
+    private var responseDone = false
+
+    private func responseComplete() {
+        timer.disarm()
+        let handler = self.handler
+        responseDone = true
+        handler?.upstreamResponseEnd()
+        finishIfComplete()
+    }
+
+    /// The exchange is over once the response ended; reusable only if the request was
+    /// written completely and both sides agreed to keep the connection.
+    private func finishIfComplete() {
+        guard responseDone else { return }
+        responseDone = false
+        handler = nil
+        exchangesCompleted += 1
+        let reusable = keepAlive && requestEnded && !closed && parser.isIdle
+        if !reusable { close() }
+        onExchangeDone?(self, reusable)
+    }
+
+    private func fail(_ error: UpstreamError) {
+        let handler = self.handler
+        self.handler = nil
+        responseDone = false
+        close()
+        onExchangeDone?(self, false)
+        handler?.upstreamFailed(error)
+    }
+
+    private func arm(_ duration: Duration, phase: String) {
+        timerPhase = phase
+        timer.schedule(after: duration)
+    }
+
+    private func timedOut() {
+        guard handler != nil, !readPaused else { return }
+        fail(.timedOut(phase: timerPhase))
+    }
+}

@@ -1,0 +1,142 @@
+import Config
+import EventLoop
+import Foundation
+import HTTP1
+import Sandbox
+import Testing
+
+/// Things going wrong: the IDM, the upstream, TLS, the client. Every case gets a clear
+/// problem+json answer in bounded time, and no secret anywhere.
+@Suite struct FailureTests {
+    /// A port on loopback where nothing listens.
+    static func closedPort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_port = 0
+        inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr)
+        _ = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        close(fd)
+        return Int(UInt16(bigEndian: sin.sin_port))
+    }
+
+    private func expectProblem(_ response: TestClient.Response, status: Int, type: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(response.status == status, sourceLocation: sourceLocation)
+        #expect(response.header("content-type") == "application/problem+json", sourceLocation: sourceLocation)
+        #expect(response.json["type"] as? String == "urn:floriday-proxy:problem:\(type)", sourceLocation: sourceLocation)
+        #expect(response.json["status"] as? Int == status, sourceLocation: sourceLocation)
+        #expect(response.json["title"] is String, sourceLocation: sourceLocation)
+        #expect(response.json["detail"] is String, sourceLocation: sourceLocation)
+    }
+
+    @Test func idmDownGives503WithRetryAfterAndBacksOff() throws {
+        let port = Self.closedPort()
+        let h = try Harness { $0.issuerURL = try! EndpointURL("https://127.0.0.1:\(port)/oauth2/x", key: "issuer_url") }
+        let started = Date()
+        let response = try h.client().request("GET", "/suppliers-api-2026v1/x")
+        expectProblem(response, status: 503, type: "token-unavailable")
+        #expect(response.header("retry-after").flatMap(Int.init) ?? 0 >= 1)
+        #expect(Date().timeIntervalSince(started) < 5)
+        // Inside the back-off, the next request fails at once without a new attempt.
+        let again = try h.client().request("GET", "/suppliers-api-2026v1/x")
+        expectProblem(again, status: 503, type: "token-unavailable")
+        #expect(h.proxy.tokens.fetchCount <= 1)
+        #expect(h.state.apiRequests == 0)
+    }
+
+    @Test func invalidClientIsReportedWithoutTheSecret() throws {
+        let h = try Harness { $0.clientSecret = Secret("not-the-secret-xyz") }
+        let response = try h.client().request("GET", "/suppliers-api-2026v1/x")
+        expectProblem(response, status: 503, type: "token-unavailable")
+        #expect(response.json["reason"] as? String == "invalid_client")
+        #expect(!response.bodyString.contains("not-the-secret-xyz"))
+        #expect(!h.logs.text.contains("not-the-secret-xyz"))
+        #expect(h.logs.text.contains("invalid_client"))
+        #expect(h.state.apiRequests == 0)
+    }
+
+    @Test func idmServerErrorAndMalformedAnswers() throws {
+        for failure in [IDMFailure.status(500), .malformedJSON, .missingAccessToken] {
+            let h = try Harness()
+            h.state.idmFailure = failure
+            let response = try h.client().request("GET", "/suppliers-api-2026v1/x")
+            expectProblem(response, status: 503, type: "token-unavailable")
+        }
+    }
+
+    @Test func untrustedAPICertificateMeansNoRequestIsSent() throws {
+        // IDM trusted (the harness CA); the API is a second sandbox whose CA the proxy does not know.
+        let api = try SandboxServer(address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true)
+        defer { api.stop() }
+        let h = try Harness { $0.apiURL = try! EndpointURL(api.baseURL, key: "api_url") }
+        let response = try h.client().request("GET", "/suppliers-api-2026v1/x")
+        expectProblem(response, status: 502, type: "upstream-tls-failure")
+        #expect(response.json["reason"] as? String == "certificate-verification")
+        #expect(api.state.apiRequests == 0)
+    }
+
+    @Test func untrustedIDMCertificateMeansNoCredentialsAreSent() throws {
+        let idm = try SandboxServer(address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true)
+        defer { idm.stop() }
+        let h = try Harness { $0.issuerURL = try! EndpointURL(idm.issuerURL, key: "issuer_url") }
+        let response = try h.client().request("GET", "/suppliers-api-2026v1/x")
+        expectProblem(response, status: 503, type: "token-unavailable")
+        #expect(idm.state.tokenRequests == 0)
+        #expect(idm.state.metadataRequests == 0)
+    }
+
+    @Test func upstreamUnreachableGives502() throws {
+        let port = Self.closedPort()
+        let h = try Harness { $0.apiURL = try! EndpointURL("https://127.0.0.1:\(port)", key: "api_url") }
+        let response = try h.client().request("GET", "/suppliers-api-2026v1/x")
+        expectProblem(response, status: 502, type: "upstream-unreachable")
+    }
+
+    @Test func upstreamTimeoutGives504() throws {
+        let h = try Harness { $0.timeouts.request = .milliseconds(500) }
+        let started = Date()
+        let response = try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/delay?ms=3000")
+        expectProblem(response, status: 504, type: "upstream-timeout")
+        #expect(Date().timeIntervalSince(started) < 2.5)
+    }
+
+    @Test func upstreamThatVanishesGives502() throws {
+        let h = try Harness()
+        let response = try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/drop")
+        expectProblem(response, status: 502, type: "upstream-connection-closed")
+    }
+
+    @Test func malformedRequestGives400AndCloses() throws {
+        let h = try Harness()
+        let client = try h.client()
+        try client.send("GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        let response = try client.readResponse()
+        expectProblem(response, status: 400, type: "bad-request")
+        #expect(client.isClosedByPeer())
+        #expect(h.state.apiRequests == 0)
+    }
+
+    @Test func connectAndTraceAreRefused() throws {
+        let h = try Harness()
+        expectProblem(try h.client().request("CONNECT", "example.com:443"), status: 405, type: "method-not-allowed")
+        expectProblem(try h.client().request("TRACE", "/x"), status: 405, type: "method-not-allowed")
+        #expect(h.state.apiRequests == 0)
+    }
+
+    @Test func noSecretOrTokenInLogsOrErrors() throws {
+        let h = try Harness()
+        let client = try h.client()
+        _ = try client.request("GET", "/suppliers-api-2026v1/x?secret-query=1")
+        h.state.revokeAllTokens()
+        _ = try client.request("POST", "/suppliers-api-2026v1/y", body: Array("abc".utf8))
+        let token = try #require(h.proxy.tokens.cachedToken?.value)
+        let logs = h.logs.text
+        #expect(logs.contains("access"))
+        for secret in [token, SandboxClient.default.clientSecret, "sandbox-api-key"] {
+            #expect(!logs.contains(secret))
+        }
+        #expect(!logs.contains("secret-query"))   // queries are left out of the access log by default
+    }
+}
