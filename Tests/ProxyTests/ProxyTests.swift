@@ -81,8 +81,8 @@ import Testing
         // Inside the margin: this request still goes out with the current token...
         let second = try client.request("GET", "/suppliers-api-2026v1/x")
         #expect((second.json["headers"] as? [String: String])?["authorization"] == firstToken)
-        // ...and one background refresh has started.
-        #expect(eventually { h.state.tokenRequests == 2 })
+        // ...and one background refresh has started and, soon after, replaced the token.
+        #expect(eventually { h.proxy.tokens.cachedToken.map { "Bearer \($0.value)" } != firstToken })
         let third = try client.request("GET", "/suppliers-api-2026v1/x")
         #expect((third.json["headers"] as? [String: String])?["authorization"] != firstToken)
         #expect(h.state.tokenRequests == 2)
@@ -205,7 +205,7 @@ import Testing
     }
 
     @Test func fiftyMebibytesBothWays() throws {
-        let h = try Harness()
+        let h = try Harness { $0.limits.maxBodyBytes = 64 << 20 }
         let client = try h.client(timeout: 60)
         let size = 50 << 20
         var received = 0
@@ -235,6 +235,16 @@ import Testing
         #expect(upload.status == 200)
         #expect(upload.json["bodyBytes"] as? Int == size)
         #expect(upload.json["fnv1a64"] as? String == String(expected, radix: 16))
+    }
+
+    @Test func bodiesOverTheLimitGet413() throws {
+        let h = try Harness { $0.limits.maxBodyBytes = 1000 }
+        let client = try h.client()
+        try client.send("POST /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p\r\nContent-Length: 1001\r\n\r\n")
+        let response = try client.readResponse()
+        #expect(response.status == 413)
+        #expect(response.json["type"] as? String == "urn:floriday-proxy:problem:payload-too-large")
+        #expect(h.state.apiRequests == 0)
     }
 }
 
