@@ -11,6 +11,7 @@ import PackageDescription
 //   Auth         OAuth2 client-credentials token provider
 //   Config       proxy.yaml + environment + *_FILE secrets, validated
 //   Proxy        the pipeline: accept, rewrite, send, response (401 replay), log
+//   Admin        /healthz, /readyz and /metrics (Prometheus) on their own listener
 //   Sandbox      a stand-in for Floriday's IDM and API, for tests and the demo
 //   floriday-proxy  the command line
 let package = Package(
@@ -23,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -40,10 +43,16 @@ let package = Package(
         .target(name: "Proxy", dependencies: [
             "EventLoop", "HTTP1", "HTTPServer", "Upstream", "Auth", "Config",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+        ]),
+        .target(name: "Admin", dependencies: [
+            "EventLoop", "HTTP1", "HTTPServer", "Upstream", "Auth", "Proxy",
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
         ]),
         .target(name: "Sandbox", dependencies: ["EventLoop", "TLS", "HTTP1", "HTTPServer"]),
         .executableTarget(name: "floriday-proxy", dependencies: [
-            "EventLoop", "TLS", "Upstream", "Auth", "Config", "Proxy", "Sandbox",
+            "EventLoop", "TLS", "HTTP1", "Upstream", "Auth", "Config", "Proxy", "Admin", "Sandbox",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -53,8 +62,9 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "HTTP1"]),
         .testTarget(name: "ProxyTests", dependencies: [
-            "EventLoop", "TLS", "HTTP1", "HTTPServer", "Upstream", "Auth", "Config", "Proxy", "Sandbox",
+            "EventLoop", "TLS", "HTTP1", "HTTPServer", "Upstream", "Auth", "Config", "Proxy", "Admin", "Sandbox",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
     ]
 )

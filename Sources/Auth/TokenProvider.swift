@@ -16,12 +16,15 @@ import Upstream
 ///   backing off without a valid token, callers fail at once with a `Retry-After`.
 /// Thread-safe: callers on any loop.
 public final class TokenProvider: @unchecked Sendable {
-    public let settings: TokenSettings
+    private let settingsBox: Locked<TokenSettings>
+    public var settings: TokenSettings { settingsBox.withLock { $0 } }
     private let loop: EventLoop
     private let tlsContext: TLSContext
     private let logger: Logger
     private let state = Locked(State())
     private var pools: [String: UpstreamPool] = [:]   // on `loop` only
+    /// Told about every fetch's outcome (for metrics): "success" or the failure kind.
+    public var onFetchOutcome: (@Sendable (String) -> Void)?
 
     private struct State {
         var token: AccessToken?
@@ -37,7 +40,7 @@ public final class TokenProvider: @unchecked Sendable {
 
     /// `loop` runs the IDM exchanges; `tlsContext` verifies the IDM's certificate.
     public init(settings: TokenSettings, loop: EventLoop, tlsContext: TLSContext, logger: Logger) {
-        self.settings = settings
+        self.settingsBox = Locked(settings)
         self.loop = loop
         self.tlsContext = tlsContext
         self.logger = logger
@@ -112,7 +115,24 @@ public final class TokenProvider: @unchecked Sendable {
 
     /// Drops the cached token (configuration change).
     public func reset() {
-        state.withLock { $0.token = nil; $0.nextAttempt = nil; $0.consecutiveFailures = 0 }
+        state.withLock { $0.token = nil; $0.nextAttempt = nil; $0.consecutiveFailures = 0; $0.lastError = nil }
+    }
+
+    /// New settings (a configuration reload). The cached token is dropped when it was obtained
+    /// for other credentials, scopes or another authorization server; returns whether it was.
+    @discardableResult
+    public func update(_ new: TokenSettings) -> Bool {
+        let old = settingsBox.withLock { old -> TokenSettings in
+            defer { old = new }
+            return old
+        }
+        let changed = old.clientID != new.clientID || old.clientSecret != new.clientSecret || old.scopes != new.scopes
+            || old.authentication != new.authentication || old.issuerURL != new.issuerURL || old.tokenURL != new.tokenURL
+        if changed {
+            state.withLock { $0.tokenEndpoint = new.tokenURL }
+            reset()
+        }
+        return changed
     }
 
     public var cachedToken: AccessToken? { state.withLock { $0.token } }
@@ -216,6 +236,7 @@ public final class TokenProvider: @unchecked Sendable {
             state.waiters = []
             return waiters
         }
+        onFetchOutcome?(result.map { _ in "success" }.mapError { $0 }.successOrKind)
         switch result {
         case .success(let token):
             logger.info("token.fetched", metadata: ["lifetime_s": "\(Int(token.lifetime.seconds))", "scope": "\(token.scope ?? "-")"])
@@ -252,5 +273,14 @@ public final class TokenProvider: @unchecked Sendable {
         let pool = UpstreamPool.standalone(endpoint: endpoint, loop: loop, maxConnections: 2, timeouts: timeouts)
         pools[key] = pool
         return pool
+    }
+}
+
+extension Result where Success == String, Failure == TokenError {
+    fileprivate var successOrKind: String {
+        switch self {
+        case .success(let value): return value
+        case .failure(let error): return error.kind.rawValue
+        }
     }
 }

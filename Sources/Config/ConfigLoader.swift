@@ -8,6 +8,7 @@ import Yams
 /// | key             | environment                                          |
 /// |-----------------|------------------------------------------------------|
 /// | `listen`        | `PROXY_LISTEN`                                       |
+/// | `admin_listen`  | `PROXY_ADMIN_LISTEN`                                 |
 /// | `environment`   | `FLORIDAY_ENVIRONMENT`                               |
 /// | `client_id`     | `FLORIDAY_CLIENT_ID` or `FLORIDAY_CLIENT_ID_FILE`         |
 /// | `client_secret` | `FLORIDAY_CLIENT_SECRET` or `FLORIDAY_CLIENT_SECRET_FILE` |
@@ -20,7 +21,7 @@ public enum ConfigLoader {
     public static let topLevelKeys = [
         "listen", "environment", "api_url", "issuer_url", "token_url", "client_id", "client_secret",
         "api_key", "scopes", "token_auth_method", "token_refresh_margin", "retry_body_limit", "ca_file",
-        "allow_mixed_environments", "timeouts", "limits", "shutdown_grace", "log",
+        "allow_mixed_environments", "timeouts", "limits", "shutdown_grace", "log", "admin_listen",
     ]
     public static let timeoutKeys = ["connect", "request", "idle", "request_head", "body_stall"]
     public static let limitKeys = [
@@ -123,6 +124,20 @@ public enum ConfigLoader {
         if let value = try l.count("max_upstream_connections") { config.limits.maxUpstreamConnections = value }
 
         if let value = try file.duration("shutdown_grace") { config.shutdownGrace = value }
+
+        // admin_listen: present but empty (or "off") disables the admin listener.
+        if file.node("admin_listen") != nil {
+            let text = try file.string("admin_listen")
+            if let text, text.lowercased() != "off" {
+                config.adminListen = try HostPort(text, key: "admin_listen")
+            } else {
+                config.adminListen = nil
+            }
+        } else if let text = environment["PROXY_ADMIN_LISTEN"] {
+            config.adminListen = text.lowercased() == "off"
+                ? nil
+                : try fromEnvironment("PROXY_ADMIN_LISTEN") { () throws(ConfigError) in try HostPort(text, key: "admin_listen") }
+        }
 
         if let level = try logSection.string("level") {
             guard LogSettings.levels.contains(level.lowercased()) else {

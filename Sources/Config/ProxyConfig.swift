@@ -28,9 +28,12 @@ public struct ProxyConfig: Sendable, Equatable {
     public var limits: Limits
     /// How long in-flight requests may finish after a shutdown signal.
     public var shutdownGrace: Duration
+    /// Where `/healthz`, `/readyz` and `/metrics` are served; nil: not at all.
+    public var adminListen: HostPort?
     public var log: LogSettings
 
     public static let defaultListen = HostPort(host: "127.0.0.1", port: 8080)
+    public static let defaultAdminListen = HostPort(host: "127.0.0.1", port: 9901)
 
     public static let defaultScopes = [
         "role:app", "catalog:read", "sales-order:write", "organization:read", "supply:read",
@@ -61,6 +64,7 @@ public struct ProxyConfig: Sendable, Equatable {
         timeouts = Timeouts()
         limits = Limits()
         shutdownGrace = .seconds(20)
+        adminListen = Self.defaultAdminListen
         log = LogSettings()
     }
 

@@ -7,6 +7,7 @@ extension ProxyConfig {
             lines.append(String(repeating: " ", count: indent) + "\(key): \(value)")
         }
         add("listen", yamlString(listen.description))
+        add("admin_listen", adminListen.map { yamlString($0.description) } ?? "off")
         add("environment", environment.rawValue)
         add("api_url", yamlString(apiURL.description))
         add("issuer_url", yamlString(issuerURL.description))

@@ -47,6 +47,9 @@ extension ProxyConfig {
         if retryBodyLimit < 0 {
             throw ConfigError(key: "retry_body_limit", problem: "must not be negative")
         }
+        if let adminListen, adminListen == listen {
+            throw ConfigError(key: "admin_listen", problem: "must differ from listen (\(listen))")
+        }
         if shutdownGrace < .zero {
             throw ConfigError(key: "shutdown_grace", problem: "must not be negative")
         }

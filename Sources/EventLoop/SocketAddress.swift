@@ -76,6 +76,13 @@ public struct SocketAddress: Sendable, CustomStringConvertible, Equatable {
         }
     }
 
+    /// 127.0.0.0/8 or ::1.
+    public var isLoopback: Bool {
+        let bytes = addressBytes
+        if family == AF_INET6 { return bytes == [UInt8](repeating: 0, count: 15) + [1] }
+        return bytes.first == 127
+    }
+
     public var description: String {
         family == AF_INET6 ? "[\(ipString)]:\(port)" : "\(ipString):\(port)"
     }

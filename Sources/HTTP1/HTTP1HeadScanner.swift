@@ -104,28 +104,36 @@ struct HeadScanner: Sendable {
         }
     }
 
-    /// Answers 414 while the request line is still arriving, once what follows the method is
-    /// longer than any acceptable target plus " HTTP/1.1" and CR: no need to buffer the rest.
-    /// (The exact check is made on the complete line.)
+    /// Checks the request line while it is still arriving, so that garbage fails at once
+    /// instead of at the head timeout: the method must be a token (RFC 9110 §9.1), which TLS
+    /// sent to a plain-text port, for one, is not. Answers 414 as soon as what follows the
+    /// method is longer than any acceptable target plus " HTTP/1.1" and CR. (The complete
+    /// line gets the exact checks.)
     private mutating func checkPartialRequestLine(_ limits: HTTP1Limits) throws(HTTP1ParseError) {
         if firstSpace < 0 {
-            guard let space = buffer.firstIndex(of: ASCII.sp, from: spaceSearchFrom) else {
+            var index = spaceSearchFrom
+            while index < buffer.count {
+                let byte = buffer[index]
+                if byte == ASCII.sp {
+                    firstSpace = index
+                    break
+                }
+                if !isTchar(byte) {
+                    // A first CR may still end an empty line; the scan decides about that.
+                    if byte == ASCII.cr && index == 0 {
+                        index += 1
+                        continue
+                    }
+                    throw byte == ASCII.cr ? .bareCR : .invalidRequestLine
+                }
+                index += 1
+            }
+            guard firstSpace >= 0 else {
                 spaceSearchFrom = buffer.count
                 return
             }
-            firstSpace = space
         }
         if buffer.count - firstSpace - 1 > limits.maxTargetBytes + 10 { throw .targetTooLong }
     }
 }
 
-extension [UInt8] {
-    fileprivate func firstIndex(of byte: UInt8, from: Int) -> Int? {
-        var index = from
-        while index < count {
-            if self[index] == byte { return index }
-            index += 1
-        }
-        return nil
-    }
-}

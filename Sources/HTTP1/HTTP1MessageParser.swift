@@ -10,7 +10,13 @@ protocol HTTP1MessageKind {
 
 /// The incremental message parser both public parsers wrap: head buffering, body framing,
 /// chunked decoding (RFC 9112 §7.1) and trailers.
-struct HTTP1MessageParser<Kind: HTTP1MessageKind>: Sendable {
+///
+/// A class, so that the public parsers can be handles whose `parse` is non-mutating: a
+/// callback may then read `bodyFraming` or `isIdle`, or set `requestMethod`, on the very
+/// parser that is calling it. (With a mutating `parse` on a value stored in a class, that is
+/// an exclusivity violation that traps at run time.) No stored property is being accessed while
+/// `onEvent` runs. One parser serves one connection on one thread at a time.
+final class HTTP1MessageParser<Kind: HTTP1MessageKind>: @unchecked Sendable {
     private enum State: Sendable {
         case head
         case fixedBody
@@ -30,6 +36,63 @@ struct HTTP1MessageParser<Kind: HTTP1MessageKind>: Sendable {
     /// (BWS) is allowed by the grammar but refused here: no real client sends it.
     private enum ExtensionState: Sendable {
         case nameStart, name, valueStart, token, quoted, quotedEscape, afterQuoted
+
+        /// Whether the chunk-size line may end (CR) here.
+        var canEnd: Bool {
+            switch self {
+            case .name, .token, .afterQuoted: true
+            default: false
+            }
+        }
+
+        /// `chunk-ext = *( ";" chunk-ext-name [ "=" chunk-ext-val ] )`, `chunk-ext-val =
+        /// token / quoted-string` (RFC 9112 §7.1.1, RFC 9110 §5.6.4), for any byte but CR.
+        mutating func advance(_ byte: UInt8) throws(HTTP1ParseError) {
+            if byte == ASCII.lf { throw .bareLF }
+            switch self {
+            case .nameStart:
+                guard isTchar(byte) else { throw .invalidChunkExtension }
+                self = .name
+            case .name:
+                if byte == ASCII.semicolon {
+                    self = .nameStart
+                } else if byte == ASCII.equals {
+                    self = .valueStart
+                } else if !isTchar(byte) {
+                    throw .invalidChunkExtension
+                }
+            case .valueStart:
+                if byte == ASCII.quote {
+                    self = .quoted
+                } else if isTchar(byte) {
+                    self = .token
+                } else {
+                    throw .invalidChunkExtension
+                }
+            case .token:
+                if byte == ASCII.semicolon {
+                    self = .nameStart
+                } else if !isTchar(byte) {
+                    throw .invalidChunkExtension
+                }
+            case .quoted:
+                if byte == ASCII.quote {
+                    self = .afterQuoted
+                } else if byte == ASCII.backslash {
+                    self = .quotedEscape
+                } else if !isFieldValueByte(byte) {
+                    // qdtext: HTAB, SP, VCHAR except DQUOTE and "\", obs-text.
+                    throw .invalidChunkExtension
+                }
+            case .quotedEscape:
+                // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+                guard isFieldValueByte(byte) else { throw .invalidChunkExtension }
+                self = .quoted
+            case .afterQuoted:
+                guard byte == ASCII.semicolon else { throw .invalidChunkExtension }
+                self = .nameStart
+            }
+        }
     }
 
     private enum Step {
@@ -63,7 +126,7 @@ struct HTTP1MessageParser<Kind: HTTP1MessageKind>: Sendable {
         return false
     }
 
-    mutating func parse(_ input: UnsafeRawBufferPointer, _ onEvent: (HTTP1ParseEvent<Kind.Head>) throws -> HTTP1ParseAction) throws -> Int {
+    func parse(_ input: UnsafeRawBufferPointer, _ onEvent: (HTTP1ParseEvent<Kind.Head>) throws -> HTTP1ParseAction) throws -> Int {
         if let failure { throw failure }
         var offset = 0
         while true {
@@ -93,7 +156,7 @@ struct HTTP1MessageParser<Kind: HTTP1MessageKind>: Sendable {
 
     /// End of input. A close-delimited body ends here (RFC 9112 §6.3 rule 8); any other
     /// unfinished message is truncated (RFC 9112 §8).
-    mutating func finish(_ onEvent: (HTTP1ParseEvent<Kind.Head>) throws -> HTTP1ParseAction) throws -> Bool {
+    func finish(_ onEvent: (HTTP1ParseEvent<Kind.Head>) throws -> HTTP1ParseAction) throws -> Bool {
         if let failure { throw failure }
         switch state {
         case .head where scanner.isEmpty:
@@ -111,7 +174,7 @@ struct HTTP1MessageParser<Kind: HTTP1MessageKind>: Sendable {
     // MARK: Steps
 
     /// Consumes input up to the next event.
-    private mutating func nextStep(_ input: UnsafeRawBufferPointer, _ offset: inout Int) throws(HTTP1ParseError) -> Step {
+    private func nextStep(_ input: UnsafeRawBufferPointer, _ offset: inout Int) throws(HTTP1ParseError) -> Step {
         let count = input.count
         while true {
             switch state {
@@ -158,7 +221,7 @@ struct HTTP1MessageParser<Kind: HTTP1MessageKind>: Sendable {
         }
     }
 
-    private mutating func makeHead(_ input: UnsafeRawBufferPointer, start: Int, end: Int) throws(HTTP1ParseError) -> (Kind.Head, HTTP1BodyFraming) {
+    private func makeHead(_ input: UnsafeRawBufferPointer, start: Int, end: Int) throws(HTTP1ParseError) -> (Kind.Head, HTTP1BodyFraming) {
         let lineCount = scanner.lineCount
         let limits = self.limits
         let context = self.context
@@ -176,7 +239,7 @@ struct HTTP1MessageParser<Kind: HTTP1MessageKind>: Sendable {
         return result
     }
 
-    private mutating func beginBody(_ framing: HTTP1BodyFraming) throws(HTTP1ParseError) {
+    private func beginBody(_ framing: HTTP1BodyFraming) throws(HTTP1ParseError) {
         self.framing = framing
         bodyBytes = 0
         switch framing {
@@ -196,14 +259,14 @@ struct HTTP1MessageParser<Kind: HTTP1MessageKind>: Sendable {
         }
     }
 
-    private mutating func addBodyBytes(_ count: UInt64) throws(HTTP1ParseError) {
+    private func addBodyBytes(_ count: UInt64) throws(HTTP1ParseError) {
         let (total, overflow) = bodyBytes.addingReportingOverflow(count)
         if overflow { throw .bodyTooLarge }
         if let maximum = limits.maxBodyBytes, total > maximum { throw .bodyTooLarge }
         bodyBytes = total
     }
 
-    private mutating func endMessage() {
+    private func endMessage() {
         state = .head
         remaining = 0
         chunkDigits = 0
@@ -212,46 +275,69 @@ struct HTTP1MessageParser<Kind: HTTP1MessageKind>: Sendable {
     // MARK: Chunked coding (RFC 9112 §7.1)
 
     /// Consumes chunk-size lines and the CRLF after chunk data until chunk data or the
-    /// trailer section starts, or the input runs out.
-    private mutating func scanChunkFraming(_ input: UnsafeRawBufferPointer, _ offset: inout Int) throws(HTTP1ParseError) {
+    /// trailer section starts, or the input runs out. Works on local copies of the state:
+    /// this is the one per-byte loop outside the head.
+    private func scanChunkFraming(_ input: UnsafeRawBufferPointer, _ offset: inout Int) throws(HTTP1ParseError) {
         let base = input.baseAddress!
         let count = input.count
-        while offset < count {
-            let byte = base.load(fromByteOffset: offset, as: UInt8.self)
-            offset += 1
+        let maxExtensionBytes = limits.maxChunkExtensionBytes
+        var state = self.state
+        var size = remaining
+        var digits = chunkDigits
+        var extensionBytes = self.extensionBytes
+        var extensionState = self.extensionState
+        var index = offset
+        defer {
+            offset = index
+            self.state = state
+            self.remaining = size
+            self.chunkDigits = digits
+            self.extensionBytes = extensionBytes
+            self.extensionState = extensionState
+        }
+        while index < count {
+            let byte = base.load(fromByteOffset: index, as: UInt8.self)
+            index += 1
             switch state {
             case .chunkSize:
                 // chunk-size = 1*HEXDIG: no sign, no "0x", no whitespace.
                 if let digit = hexValue(byte) {
                     // 16 digits fill a UInt64; more can only be an overflow or padding meant
                     // to confuse a peer with a smaller limit ("ffffffffffffffff1").
-                    guard chunkDigits < 16 else { throw .chunkSizeOverflow }
-                    remaining = remaining << 4 | digit
-                    chunkDigits += 1
-                } else if chunkDigits == 0 {
+                    guard digits < 16 else { throw .chunkSizeOverflow }
+                    size = size << 4 | digit
+                    digits += 1
+                } else if digits == 0 {
                     throw .invalidChunkSize
                 } else if byte == ASCII.cr {
                     state = .chunkSizeLF
                 } else if byte == ASCII.semicolon {
                     state = .chunkExtension
                     extensionState = .nameStart
-                    extensionBytes = 0
-                    try countExtensionByte()
+                    extensionBytes = 1
+                    if extensionBytes > maxExtensionBytes { throw .chunkExtensionTooLong }
                 } else if byte == ASCII.lf {
                     throw .bareLF
                 } else {
                     throw .invalidChunkSize
                 }
             case .chunkExtension:
-                try scanExtensionByte(byte)
+                if byte == ASCII.cr {
+                    guard extensionState.canEnd else { throw .invalidChunkExtension }
+                    state = .chunkSizeLF
+                } else {
+                    extensionBytes += 1
+                    if extensionBytes > maxExtensionBytes { throw .chunkExtensionTooLong }
+                    try extensionState.advance(byte)
+                }
             case .chunkSizeLF:
                 guard byte == ASCII.lf else { throw .bareCR }
-                chunkDigits = 0
-                if remaining == 0 {
+                digits = 0
+                if size == 0 {
                     // last-chunk: the trailer section follows (RFC 9112 §7.1.2).
                     state = .trailers
                 } else {
-                    try addBodyBytes(remaining)
+                    try addBodyBytes(size)
                     state = .chunkData
                 }
                 return
@@ -261,80 +347,17 @@ struct HTTP1MessageParser<Kind: HTTP1MessageKind>: Sendable {
             case .chunkDataLF:
                 guard byte == ASCII.lf else { throw .missingChunkCRLF }
                 state = .chunkSize
-                remaining = 0
+                size = 0
             default:
-                offset -= 1
+                index -= 1
                 return
             }
-        }
-    }
-
-    private mutating func countExtensionByte() throws(HTTP1ParseError) {
-        extensionBytes += 1
-        if extensionBytes > limits.maxChunkExtensionBytes { throw .chunkExtensionTooLong }
-    }
-
-    /// `chunk-ext = *( ";" chunk-ext-name [ "=" chunk-ext-val ] )`, `chunk-ext-val = token /
-    /// quoted-string` (RFC 9112 §7.1.1, RFC 9110 §5.6.4). Extensions are checked and dropped.
-    private mutating func scanExtensionByte(_ byte: UInt8) throws(HTTP1ParseError) {
-        if byte == ASCII.cr {
-            switch extensionState {
-            case .name, .token, .afterQuoted:
-                state = .chunkSizeLF
-                return
-            default:
-                throw .invalidChunkExtension
-            }
-        }
-        if byte == ASCII.lf { throw .bareLF }
-        try countExtensionByte()
-        switch extensionState {
-        case .nameStart:
-            guard isTchar(byte) else { throw .invalidChunkExtension }
-            extensionState = .name
-        case .name:
-            if byte == ASCII.semicolon {
-                extensionState = .nameStart
-            } else if byte == ASCII.equals {
-                extensionState = .valueStart
-            } else if !isTchar(byte) {
-                throw .invalidChunkExtension
-            }
-        case .valueStart:
-            if byte == ASCII.quote {
-                extensionState = .quoted
-            } else if isTchar(byte) {
-                extensionState = .token
-            } else {
-                throw .invalidChunkExtension
-            }
-        case .token:
-            if byte == ASCII.semicolon {
-                extensionState = .nameStart
-            } else if !isTchar(byte) {
-                throw .invalidChunkExtension
-            }
-        case .quoted:
-            if byte == ASCII.quote {
-                extensionState = .afterQuoted
-            } else if byte == ASCII.backslash {
-                extensionState = .quotedEscape
-            } else if !isFieldValueByte(byte) {
-                // qdtext: HTAB, SP, VCHAR but DQUOTE and "\", obs-text.
-                throw .invalidChunkExtension
-            }
-        case .quotedEscape:
-            guard isFieldValueByte(byte) else { throw .invalidChunkExtension }
-            extensionState = .quoted
-        case .afterQuoted:
-            guard byte == ASCII.semicolon else { throw .invalidChunkExtension }
-            extensionState = .nameStart
         }
     }
 
     /// Trailer fields get the head's checks and are dropped: the proxy does not relay them,
     /// and RFC 9110 §6.5.1 lets a recipient discard them.
-    private mutating func validateTrailers(_ input: UnsafeRawBufferPointer, start: Int, end: Int) throws(HTTP1ParseError) {
+    private func validateTrailers(_ input: UnsafeRawBufferPointer, start: Int, end: Int) throws(HTTP1ParseError) {
         if scanner.lineCount > 0 {
             if scanner.isEmpty {
                 try validateFields(input.baseAddress! + start, from: 0, to: end - start - 2)

@@ -2,8 +2,13 @@
 ///
 /// Anything that two implementations could frame differently is refused rather than
 /// repaired: that is what request smuggling feeds on.
+///
+/// The parser is a handle to one connection's parsing state (copies share it), and `parse`
+/// is non-mutating: an `onEvent` callback may read `bodyFraming` and `isIdle` of the parser
+/// that is calling it. It must not call `parse` or `finish` on it. Use it from one thread at
+/// a time.
 public struct HTTP1RequestParser: Sendable {
-    private var core: HTTP1MessageParser<RequestKind>
+    private let core: HTTP1MessageParser<RequestKind>
 
     public init(limits: HTTP1Limits = HTTP1Limits()) {
         core = HTTP1MessageParser(limits: limits, context: ())
@@ -16,14 +21,14 @@ public struct HTTP1RequestParser: Sendable {
     ///
     /// Errors thrown by `onEvent` propagate unchanged. After an `HTTP1ParseError` the parser is
     /// dead: every later call throws the same error.
-    public mutating func parse(_ input: UnsafeRawBufferPointer, _ onEvent: (HTTP1ParseEvent<HTTPRequestHead>) throws -> HTTP1ParseAction) throws -> Int {
+    public func parse(_ input: UnsafeRawBufferPointer, _ onEvent: (HTTP1ParseEvent<HTTPRequestHead>) throws -> HTTP1ParseAction) throws -> Int {
         try core.parse(input, onEvent)
     }
 
     /// The client closed its side. Returns false between requests; emits a pending `.end` and
     /// returns true if the last request is complete but its `.end` was not yet delivered (after a
     /// `.pause`); throws "unexpected-eof" in the middle of a request.
-    public mutating func finish(_ onEvent: (HTTP1ParseEvent<HTTPRequestHead>) throws -> HTTP1ParseAction) throws -> Bool {
+    public func finish(_ onEvent: (HTTP1ParseEvent<HTTPRequestHead>) throws -> HTTP1ParseAction) throws -> Bool {
         try core.finish(onEvent)
     }
 
@@ -35,7 +40,7 @@ public struct HTTP1RequestParser: Sendable {
 
     public var limits: HTTP1Limits {
         get { core.limits }
-        set { core.limits = newValue }
+        nonmutating set { core.limits = newValue }
     }
 }
 

@@ -2,8 +2,11 @@
 ///
 /// Interim (1xx) responses are delivered as `.head` then `.end`; the final response to the
 /// same request follows (RFC 9110 §15.2), so `requestMethod` is left as it is.
+///
+/// Like `HTTP1RequestParser`, a handle with a non-mutating `parse`: a callback may read
+/// `bodyFraming` and `isIdle`, and set `requestMethod` for the next exchange.
 public struct HTTP1ResponseParser: Sendable {
-    private var core: HTTP1MessageParser<ResponseKind>
+    private let core: HTTP1MessageParser<ResponseKind>
 
     public init(limits: HTTP1Limits = HTTP1Limits()) {
         core = HTTP1MessageParser(limits: limits, context: "GET")
@@ -12,18 +15,18 @@ public struct HTTP1ResponseParser: Sendable {
     /// Must be set before each response: the method of the request it answers (HEAD responses have no body, RFC 9112 §6.3).
     public var requestMethod: String {
         get { core.context }
-        set { core.context = newValue }
+        nonmutating set { core.context = newValue }
     }
 
     /// Same contract as `HTTP1RequestParser.parse`.
-    public mutating func parse(_ input: UnsafeRawBufferPointer, _ onEvent: (HTTP1ParseEvent<HTTPResponseHead>) throws -> HTTP1ParseAction) throws -> Int {
+    public func parse(_ input: UnsafeRawBufferPointer, _ onEvent: (HTTP1ParseEvent<HTTPResponseHead>) throws -> HTTP1ParseAction) throws -> Int {
         try core.parse(input, onEvent)
     }
 
     /// The connection hit EOF. For a close-delimited body emits .end and returns true; between messages returns false;
     /// mid-message (truncated head, short Content-Length body, unterminated chunked body) throws "unexpected-eof".
     /// (A complete message whose `.end` is still pending after a `.pause` gets it here too.)
-    public mutating func finish(_ onEvent: (HTTP1ParseEvent<HTTPResponseHead>) throws -> HTTP1ParseAction) throws -> Bool {
+    public func finish(_ onEvent: (HTTP1ParseEvent<HTTPResponseHead>) throws -> HTTP1ParseAction) throws -> Bool {
         try core.finish(onEvent)
     }
 
@@ -34,7 +37,7 @@ public struct HTTP1ResponseParser: Sendable {
 
     public var limits: HTTP1Limits {
         get { core.limits }
-        set { core.limits = newValue }
+        nonmutating set { core.limits = newValue }
     }
 }
 

@@ -209,10 +209,63 @@ func parseFields(_ base: UnsafeRawPointer, from: Int, to end: Int, expectedCount
         let name = UnsafeRawBufferPointer(start: base + line.nameStart, count: line.nameEnd - line.nameStart)
         framing.note(name, at: fields.count)
         let value = UnsafeRawBufferPointer(start: base + line.valueStart, count: line.valueEnd - line.valueStart)
-        fields.append(HTTPField(name: Array(name), value: Array(value)))
+        fields.append(HTTPField(name: fieldNameArray(name), value: Array(value)))
         lineStart = lf + 1
     }
     return (HTTPHeaders(fields: fields), framing)
+}
+
+/// Field names nearly every message carries, spelled as clients and servers send them. A name
+/// equal to one of them byte for byte shares its array: a retain instead of an allocation.
+/// (Arrays are values, so sharing is invisible to users.)
+private struct CommonFieldNames: Sendable {
+    /// The names, and the same bytes back to back for comparing without touching the arrays.
+    var arrays: [[UInt8]] = []
+    var bytes: [UInt8] = []
+    /// By length: the indices in `arrays` (and starts in `bytes`) of the names that long.
+    var byLength = [[(index: Int, start: Int)]](repeating: [], count: 20)
+
+    init() {
+        let names = [
+            "Host", "Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cache-Control",
+            "Connection", "Content-Length", "Content-Type", "Cookie", "Date", "ETag", "Expect",
+            "Keep-Alive", "Last-Modified", "Location", "Origin", "Referer", "Server", "Set-Cookie",
+            "Transfer-Encoding", "User-Agent", "Vary", "X-Api-Key", "X-Forwarded-For",
+            "X-Forwarded-Proto", "X-Request-Id", "X-Request-ID",
+        ]
+        for name in names + names.map({ $0.lowercased() }) where !arrays.contains(Array(name.utf8)) {
+            let utf8 = Array(name.utf8)
+            byLength[utf8.count].append((arrays.count, bytes.count))
+            arrays.append(utf8)
+            bytes += utf8
+        }
+    }
+
+    func array(for name: UnsafeRawBufferPointer) -> [UInt8] {
+        guard name.count < byLength.count else { return Array(name) }
+        let found: Int? = bytes.withUnsafeBytes { all in
+            for (index, start) in byLength[name.count] where sameBytes(all.baseAddress! + start, name) {
+                return index
+            }
+            return nil
+        }
+        return found.map { arrays[$0] } ?? Array(name)
+    }
+
+    @inline(__always)
+    private func sameBytes(_ candidate: UnsafeRawPointer, _ name: UnsafeRawBufferPointer) -> Bool {
+        for offset in 0..<name.count where candidate.load(fromByteOffset: offset, as: UInt8.self) != name[offset] {
+            return false
+        }
+        return true
+    }
+}
+
+private let commonFieldNames = CommonFieldNames()
+
+@inline(__always)
+func fieldNameArray(_ name: UnsafeRawBufferPointer) -> [UInt8] {
+    commonFieldNames.array(for: name)
 }
 
 /// Validates trailer field lines (RFC 9112 §7.1.2) with the head's rules, keeping nothing.

@@ -3,34 +3,34 @@
 public enum HTTP1Serializer {
     /// "METHOD target HTTP/1.1\r\n" + fields + "\r\n"
     public static func appendRequestHead(_ head: HTTPRequestHead, to buffer: inout [UInt8]) {
-        buffer.reserveCapacity(buffer.count + head.method.utf8.count + head.target.count + 12 + fieldsSize(head.headers))
-        buffer.append(contentsOf: head.method.utf8)
-        buffer.append(ASCII.sp)
-        buffer.append(contentsOf: head.target)
-        buffer.append(ASCII.sp)
-        appendVersion(head.version, to: &buffer)
-        buffer.append(ASCII.cr)
-        buffer.append(ASCII.lf)
-        appendFields(head.headers, to: &buffer)
+        var method = head.method
+        let size = method.utf8.count + head.target.count + 12 + fieldsSize(head.headers)
+        write(size, to: &buffer) { writer in
+            method.withUTF8 { writer.write(UnsafeRawBufferPointer($0)) }
+            writer.write(ASCII.sp)
+            writer.write(head.target)
+            writer.write(ASCII.sp)
+            writer.writeVersion(head.version)
+            writer.writeCRLF()
+            writer.writeFields(head.headers)
+        }
     }
 
     /// "HTTP/1.1 200 OK\r\n" + fields + "\r\n"
     public static func appendResponseHead(_ head: HTTPResponseHead, to buffer: inout [UInt8]) {
-        buffer.reserveCapacity(buffer.count + head.reason.count + 15 + fieldsSize(head.headers))
-        appendVersion(head.version, to: &buffer)
-        buffer.append(ASCII.sp)
-        if (100...999).contains(head.status) {
-            buffer.append(0x30 + UInt8(head.status / 100))
-            buffer.append(0x30 + UInt8(head.status / 10 % 10))
-            buffer.append(0x30 + UInt8(head.status % 10))
-        } else {
-            buffer.append(contentsOf: String(head.status).utf8)
+        precondition((100...999).contains(head.status), "status \(head.status) is not three digits")
+        let size = 15 + head.reason.count + fieldsSize(head.headers)
+        write(size, to: &buffer) { writer in
+            writer.writeVersion(head.version)
+            writer.write(ASCII.sp)
+            writer.write(0x30 + UInt8(head.status / 100))
+            writer.write(0x30 + UInt8(head.status / 10 % 10))
+            writer.write(0x30 + UInt8(head.status % 10))
+            writer.write(ASCII.sp)
+            writer.write(head.reason)
+            writer.writeCRLF()
+            writer.writeFields(head.headers)
         }
-        buffer.append(ASCII.sp)
-        buffer.append(contentsOf: head.reason)
-        buffer.append(ASCII.cr)
-        buffer.append(ASCII.lf)
-        appendFields(head.headers, to: &buffer)
     }
 
     /// The chunk-size line: lowercase hex size + CRLF (RFC 9112 §7.1). A size of 0 would be
@@ -59,27 +59,64 @@ public enum HTTP1Serializer {
         return size
     }
 
-    private static func appendFields(_ headers: HTTPHeaders, to buffer: inout [UInt8]) {
-        for field in headers.fields {
-            buffer.append(contentsOf: field.name)
-            buffer.append(ASCII.colon)
-            buffer.append(ASCII.sp)
-            buffer.append(contentsOf: field.value)
-            buffer.append(ASCII.cr)
-            buffer.append(ASCII.lf)
+    /// Grows `buffer` by `size` bytes and lets `body` fill them in place: one reservation, then
+    /// plain copies (appending piece by piece costs a capacity check per piece).
+    private static func write(_ size: Int, to buffer: inout [UInt8], _ body: (inout Writer) -> Void) {
+        let start = buffer.count
+        buffer.append(contentsOf: repeatElement(0, count: size))
+        buffer.withUnsafeMutableBytes { bytes in
+            var writer = Writer(next: bytes.baseAddress! + start, end: bytes.baseAddress! + start + size)
+            body(&writer)
+            precondition(writer.next == writer.end, "head size miscounted")
         }
-        buffer.append(ASCII.cr)
-        buffer.append(ASCII.lf)
     }
 
-    private static func appendVersion(_ version: HTTPVersion, to buffer: inout [UInt8]) {
-        buffer.append(contentsOf: [0x48, 0x54, 0x54, 0x50, 0x2F])  // "HTTP/"
-        if (0...9).contains(version.major) && (0...9).contains(version.minor) {
-            buffer.append(0x30 + UInt8(version.major))
-            buffer.append(0x2E)
-            buffer.append(0x30 + UInt8(version.minor))
-        } else {
-            buffer.append(contentsOf: "\(version.major).\(version.minor)".utf8)
+    private struct Writer {
+        var next: UnsafeMutableRawPointer
+        let end: UnsafeMutableRawPointer
+
+        mutating func write(_ byte: UInt8) {
+            next.storeBytes(of: byte, as: UInt8.self)
+            next += 1
+        }
+
+        mutating func write(_ bytes: UnsafeRawBufferPointer) {
+            guard let base = bytes.baseAddress else { return }
+            next.copyMemory(from: base, byteCount: bytes.count)
+            next += bytes.count
+        }
+
+        mutating func write(_ bytes: [UInt8]) {
+            bytes.withUnsafeBytes { write($0) }
+        }
+
+        mutating func writeCRLF() {
+            write(ASCII.cr)
+            write(ASCII.lf)
+        }
+
+        /// "HTTP/x.y"; versions are single digits (RFC 9110 §2.5).
+        mutating func writeVersion(_ version: HTTPVersion) {
+            precondition((0...9).contains(version.major) && (0...9).contains(version.minor), "HTTP version \(version)")
+            write(0x48)  // "HTTP/"
+            write(0x54)
+            write(0x54)
+            write(0x50)
+            write(0x2F)
+            write(0x30 + UInt8(version.major))
+            write(0x2E)
+            write(0x30 + UInt8(version.minor))
+        }
+
+        mutating func writeFields(_ headers: HTTPHeaders) {
+            for field in headers.fields {
+                write(field.name)
+                write(ASCII.colon)
+                write(ASCII.sp)
+                write(field.value)
+                writeCRLF()
+            }
+            writeCRLF()
         }
     }
 }

@@ -12,6 +12,7 @@ public struct Problem: Error, Sendable, Equatable {
         case uriTooLong = "uri-too-long"
         case headerTooLarge = "header-fields-too-large"
         case methodNotAllowed = "method-not-allowed"
+        case notFound = "not-found"
         case notImplemented = "not-implemented"
         case versionNotSupported = "http-version-not-supported"
         case tokenUnavailable = "token-unavailable"
@@ -30,6 +31,7 @@ public struct Problem: Error, Sendable, Equatable {
             case .uriTooLong: return 414
             case .headerTooLarge: return 431
             case .methodNotAllowed: return 405
+            case .notFound: return 404
             case .notImplemented: return 501
             case .versionNotSupported: return 505
             case .tokenUnavailable: return 503
@@ -47,6 +49,7 @@ public struct Problem: Error, Sendable, Equatable {
             case .uriTooLong: return "Request target too long"
             case .headerTooLarge: return "Request header fields too large"
             case .methodNotAllowed: return "Method not allowed"
+            case .notFound: return "Not found"
             case .notImplemented: return "Not implemented"
             case .versionNotSupported: return "HTTP version not supported"
             case .tokenUnavailable: return "Access token unavailable"
@@ -63,7 +66,7 @@ public struct Problem: Error, Sendable, Equatable {
         public var origin: String {
             switch self {
             case .badRequest, .requestTimeout, .payloadTooLarge, .uriTooLong, .headerTooLarge, .methodNotAllowed,
-                 .notImplemented, .versionNotSupported: return "client"
+                 .notFound, .notImplemented, .versionNotSupported: return "client"
             case .tokenUnavailable: return "idm"
             case .upstreamUnreachable, .upstreamTLS, .upstreamInvalidResponse, .upstreamClosed, .upstreamTimeout: return "upstream"
             case .internalError: return "internal"

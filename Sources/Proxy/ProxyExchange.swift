@@ -20,6 +20,8 @@ final class ProxyExchange: UpstreamResponseHandler {
     private let client: ServerExchange
     private let context: ProxyContext
     private let pool: UpstreamPool
+    /// Read once, so a reload never changes a request half-way.
+    private let settings: ProxySettings
     let requestID: String
     private let target: [UInt8]
 
@@ -52,6 +54,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         self.client = client
         self.context = context
         self.pool = context.pools.pool(for: client.loop)
+        self.settings = context.settings
         self.requestID = requestID
         self.target = target
     }
@@ -63,7 +66,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         client.onEnd = { [unowned self] in self.clientBodyEnded() }
         client.onAbort = { [unowned self] error in self.clientAborted(error) }
         client.onWritable = { [unowned self] in self.clientWritable() }
-        if case .contentLength(let length) = client.bodyFraming, length > UInt64(context.settings.retryBodyLimit) {
+        if case .contentLength(let length) = client.bodyFraming, length > UInt64(settings.retryBodyLimit) {
             replayable = false
         }
         context.stats.requestStarted()
@@ -114,7 +117,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         let forwardChunked = client.bodyFraming == .chunked
         let head = HeaderRewrite.upstreamRequest(
             from: client.request, target: target, upstreamAuthority: pool.endpoint.authority,
-            bearer: token.value, apiKey: context.settings.apiKey,
+            bearer: token.value, apiKey: settings.apiKey,
             clientIP: client.remoteAddress?.ipString, requestID: requestID, forwardedChunked: forwardChunked)
         bodyBytesWritten = 0
         upstream.sendRequest(head, handler: self)
@@ -123,7 +126,7 @@ final class ProxyExchange: UpstreamResponseHandler {
     }
 
     private func clientBody(_ bytes: UnsafeRawBufferPointer) {
-        if replayable && body.count + bytes.count > context.settings.retryBodyLimit {
+        if replayable && body.count + bytes.count > settings.retryBodyLimit {
             // Too large to keep for a replay: from here on the body only streams.
             replayable = false
         }
@@ -135,7 +138,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         }
         body.append(contentsOf: bytes)
         writePendingBody()
-        if body.count - bodyBytesWritten > max(Self.highWater, replayable ? context.settings.retryBodyLimit : 0) {
+        if body.count - bodyBytesWritten > max(Self.highWater, replayable ? settings.retryBodyLimit : 0) {
             client.pauseBody()
         }
     }
@@ -286,11 +289,10 @@ final class ProxyExchange: UpstreamResponseHandler {
         guard state != .done else { return }
         state = .done
         body = []
-        context.accessLog.record(AccessRecord(
+        context.record(AccessRecord(
             method: client.request.method, target: target, status: client.responseStatus,
             bytesIn: client.bytesIn, bytesOut: client.bytesOut, duration: .now - client.startTime,
             upstreamDuration: upstreamDuration, retried: retriedAfter401, client: client.remoteAddress?.ipString ?? "-",
-            requestID: requestID, problem: problemKind, clientGone: clientGone))
-        context.stats.requestFinished(status: client.responseStatus)
+            requestID: requestID, problem: problemKind, clientGone: clientGone), method: client.request.method)
     }
 }

@@ -9,20 +9,35 @@ import Upstream
 
 /// What every exchange of one proxy shares.
 final class ProxyContext: Sendable {
-    let settings: ProxySettings
+    private let settingsBox: Locked<ProxySettings>
+    /// Read once per request; replaced as a whole by a reload.
+    var settings: ProxySettings { settingsBox.withLock { $0 } }
+    func update(_ settings: ProxySettings) { settingsBox.withLock { $0 = settings } }
     let pools: UpstreamPoolGroup
     let tokens: TokenProvider
     let accessLog: AccessLog
     let logger: Logger
     let stats: ProxyStats
+    let metrics: ProxyMetrics
 
-    init(settings: ProxySettings, pools: UpstreamPoolGroup, tokens: TokenProvider, accessLog: AccessLog, logger: Logger, stats: ProxyStats) {
-        self.settings = settings
+    init(settings: ProxySettings, pools: UpstreamPoolGroup, tokens: TokenProvider, accessLog: AccessLog, logger: Logger, stats: ProxyStats, metrics: ProxyMetrics) {
+        self.settingsBox = Locked(settings)
         self.pools = pools
         self.tokens = tokens
         self.accessLog = accessLog
         self.logger = logger
         self.stats = stats
+        self.metrics = metrics
+    }
+
+    /// The single place a finished request is accounted for: access log, stats, metrics.
+    func record(_ record: AccessRecord, method: String) {
+        accessLog.record(record)
+        stats.requestFinished(status: record.status)
+        metrics.requestFinished(method: method, status: record.status, duration: record.duration, upstream: record.upstreamDuration,
+                                bytesIn: record.bytesIn, bytesOut: record.bytesOut)
+        if let problem = record.problem { metrics.proxyError(problem) }
+        if record.retried { metrics.retryAfter401(succeeded: record.status != 401 && record.problem == nil && !record.clientGone) }
     }
 }
 
@@ -30,11 +45,18 @@ final class ProxyContext: Sendable {
 struct ProxySettings: Sendable {
     var apiKey: String
     var retryBodyLimit: Int
+
+    init(_ config: ProxyConfig) {
+        apiKey = config.apiKey.value
+        retryBodyLimit = config.retryBodyLimit
+    }
 }
 
 /// The authenticating proxy: listener, upstream pools and token provider, from one configuration.
 public final class ProxyServer: @unchecked Sendable {
-    public let config: ProxyConfig
+    private let configBox: Locked<ProxyConfig>
+    /// The configuration in effect (changes with `reload`).
+    public var config: ProxyConfig { configBox.withLock { $0 } }
     public let group: EventLoopGroup
     public let tokens: TokenProvider
     public let pools: UpstreamPoolGroup
@@ -42,14 +64,15 @@ public final class ProxyServer: @unchecked Sendable {
     public let logger: Logger
     private let server: HTTPServer
     private let handler: ProxyHandler
+    private let context: ProxyContext
 
     public var localAddress: SocketAddress { server.localAddress }
     public var activeClientConnections: Int { server.activeConnections }
 
     /// Builds everything and binds the listening socket; `start()` begins accepting.
     /// Throws `ProxyStartError` with a one-line reason.
-    public init(config: ProxyConfig, logger: Logger, group: EventLoopGroup? = nil) throws {
-        self.config = config
+    public init(config: ProxyConfig, logger: Logger, group: EventLoopGroup? = nil, metrics: ProxyMetrics = ProxyMetrics()) throws {
+        self.configBox = Locked(config)
         self.logger = logger
         let group = group ?? EventLoopGroup()
         self.group = group
@@ -63,11 +86,6 @@ public final class ProxyServer: @unchecked Sendable {
         guard let api = AbsoluteURL(config.apiURL.description) else {
             throw ProxyStartError(key: "api_url", message: "not a usable URL")
         }
-        guard let issuer = AbsoluteURL(config.issuerURL.description) else {
-            throw ProxyStartError(key: "issuer_url", message: "not a usable URL")
-        }
-        let tokenURL = config.tokenURL.flatMap { AbsoluteURL($0.description) }
-
         var timeouts = UpstreamTimeouts()
         timeouts.connect = config.timeouts.connect
         timeouts.response = config.timeouts.request
@@ -79,19 +97,16 @@ public final class ProxyServer: @unchecked Sendable {
             endpoint: UpstreamEndpoint(host: api.host, port: api.port, tls: api.isTLS ? tls : nil),
             group: group, maxConnections: config.limits.maxUpstreamConnections, timeouts: timeouts, limits: upstreamLimits)
 
-        tokens = TokenProvider(
-            settings: TokenSettings(
-                issuerURL: issuer, tokenURL: tokenURL, clientID: config.clientID, clientSecret: config.clientSecret.value,
-                scopes: config.scopes, authentication: config.tokenAuthMethod == .clientSecretBasic ? .clientSecretBasic : .clientSecretPost,
-                refreshMargin: config.tokenRefreshMargin, requestTimeout: min(config.timeouts.request, .seconds(30))),
-            loop: group.loops[0], tlsContext: tls, logger: logger)
+        tokens = TokenProvider(settings: try Self.tokenSettings(config), loop: group.loops[0], tlsContext: tls, logger: logger)
 
         let context = ProxyContext(
-            settings: ProxySettings(apiKey: config.apiKey.value, retryBodyLimit: config.retryBodyLimit),
+            settings: ProxySettings(config),
             pools: pools, tokens: tokens,
             accessLog: AccessLog(logger: logger, includeQuery: config.log.query),
-            logger: logger, stats: stats)
+            logger: logger, stats: stats, metrics: metrics)
+        tokens.onFetchOutcome = { metrics.tokenFetch(outcome: $0) }
         handler = ProxyHandler(context: context)
+        self.context = context
 
         var serverSettings = HTTPServerSettings()
         serverSettings.limits.maxTargetBytes = config.limits.maxTargetBytes
@@ -115,6 +130,50 @@ public final class ProxyServer: @unchecked Sendable {
         server.start()
     }
 
+    /// Applies a new configuration without dropping listeners or connections (SIGHUP).
+    /// Credentials, scopes, the token endpoint, the API key and `retry_body_limit` take effect
+    /// at once (the cached token is dropped when it was obtained for other credentials); keys
+    /// bound to sockets and pools need a restart and are returned by name, unchanged.
+    public func reload(_ new: ProxyConfig) throws -> [String] {
+        let old = config
+        var needRestart: [String] = []
+        if new.listen != old.listen { needRestart.append("listen") }
+        if new.adminListen != old.adminListen { needRestart.append("admin_listen") }
+        if new.apiURL != old.apiURL { needRestart.append("api_url") }
+        if new.caFile != old.caFile { needRestart.append("ca_file") }
+        if new.timeouts != old.timeouts { needRestart.append("timeouts") }
+        if new.limits != old.limits { needRestart.append("limits") }
+        if new.log != old.log { needRestart.append("log") }
+        if new.shutdownGrace != old.shutdownGrace { needRestart.append("shutdown_grace") }
+        let tokenSettings = try Self.tokenSettings(new)
+        var applied = new
+        applied.listen = old.listen
+        applied.adminListen = old.adminListen
+        applied.apiURL = old.apiURL
+        applied.caFile = old.caFile
+        applied.timeouts = old.timeouts
+        applied.limits = old.limits
+        applied.log = old.log
+        applied.shutdownGrace = old.shutdownGrace
+        context.update(ProxySettings(applied))
+        let dropped = tokens.update(tokenSettings)
+        configBox.withLock { $0 = applied }
+        logger.notice("config.reloaded", metadata: ["token_dropped": "\(dropped)", "restart_needed_for": "\(needRestart.joined(separator: ","))"])
+        return needRestart
+    }
+
+    /// The token provider settings a configuration implies.
+    public static func tokenSettings(_ config: ProxyConfig) throws -> TokenSettings {
+        guard let issuer = AbsoluteURL(config.issuerURL.description) else {
+            throw ProxyStartError(key: "issuer_url", message: "not a usable URL")
+        }
+        return TokenSettings(
+            issuerURL: issuer, tokenURL: config.tokenURL.flatMap { AbsoluteURL($0.description) },
+            clientID: config.clientID, clientSecret: config.clientSecret.value, scopes: config.scopes,
+            authentication: config.tokenAuthMethod == .clientSecretBasic ? .clientSecretBasic : .clientSecretPost,
+            refreshMargin: config.tokenRefreshMargin, requestTimeout: min(config.timeouts.request, .seconds(30)))
+    }
+
     /// Graceful stop: no new connections, idle keep-alive connections closed, in-flight
     /// requests given up to `grace` to finish. `completion` runs when done (off the loops).
     public func shutdown(grace: Duration, completion: @escaping @Sendable () -> Void) {
@@ -134,7 +193,8 @@ public final class ProxyServer: @unchecked Sendable {
         group.loops[0].execute { poll() }
     }
 
-    static func resolveListen(host: String, port: Int) throws -> SocketAddress {
+    /// A listen address as a socket address (names resolved once, at start-up).
+    public static func resolveListen(host: String, port: Int) throws -> SocketAddress {
         if let address = SocketAddress(ip: host, port: port) { return address }
         switch Resolver.lookup(host: host, port: port) {
         case .success(let addresses): return addresses[0]
@@ -147,6 +207,10 @@ public final class ProxyServer: @unchecked Sendable {
 public struct ProxyStartError: Error, CustomStringConvertible {
     public var key: String
     public var message: String
+    public init(key: String, message: String) {
+        self.key = key
+        self.message = message
+    }
     public var description: String { "config: \(key): \(message)" }
 }
 
@@ -164,11 +228,11 @@ final class ProxyHandler: HTTPServerHandler {
             context.stats.requestStarted()
             exchange.respond(status: problem.status, headers: problemHeaders(problem, requestID: requestID, request: exchange.request),
                              body: problem.body(requestID: requestID))
-            context.accessLog.record(AccessRecord(
+            context.record(AccessRecord(
                 method: exchange.request.method, target: exchange.request.target, status: problem.status, bytesIn: 0,
                 bytesOut: exchange.bytesOut, duration: .now - exchange.startTime, upstreamDuration: nil, retried: false,
-                client: exchange.remoteAddress?.ipString ?? "-", requestID: requestID, problem: problem.kind, clientGone: false))
-            context.stats.requestFinished(status: problem.status)
+                client: exchange.remoteAddress?.ipString ?? "-", requestID: requestID, problem: problem.kind, clientGone: false),
+                method: exchange.request.method)
             return
         }
         let target = HeaderRewrite.originForm(of: exchange.request.target)!

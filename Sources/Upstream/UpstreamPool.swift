@@ -67,6 +67,20 @@ public final class UpstreamPool: @unchecked Sendable {
         waiters.append(waiter)
     }
 
+    /// Checks that the upstream accepts a connection (TLS handshake included): reuses an idle
+    /// one when there is one, else connects, and keeps the connection for later requests.
+    public func probe(_ completion: @escaping (UpstreamError?) -> Void) {
+        acquire { result in
+            switch result {
+            case .failure(let error):
+                completion(error)
+            case .success(let acquired):
+                self.release(acquired.connection, reusable: true)
+                completion(nil)
+            }
+        }
+    }
+
     /// Closes idle connections (for shutdown or when the upstream changes).
     public func shutdown() {
         loop.assertInLoop()

@@ -11,7 +11,7 @@ struct FloridayProxy: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "floriday-proxy",
         abstract: "An authenticating reverse proxy for the Floriday API.",
-        subcommands: [Run.self, CheckConfig.self, SandboxCommand.self, Demo.self],
+        subcommands: [Run.self, CheckConfig.self, Verify.self, TokenCommand.self, Healthcheck.self, SandboxCommand.self, Demo.self],
         defaultSubcommand: Run.self)
 }
 
@@ -22,11 +22,14 @@ struct ConfigOption: ParsableArguments {
     /// Loads the configuration or exits with status 2 and one line naming the key.
     func load() -> ProxyConfig {
         do {
-            return try ConfigLoader.load(path: config, environment: ProcessInfo.processInfo.environment)
+            return try loadOrThrow()
         } catch {
-            FileHandle.standardError.write(Data("\(error)\n".utf8))
-            Foundation.exit(2)
+            fail("\(error)")
         }
+    }
+
+    func loadOrThrow() throws -> ProxyConfig {
+        try ConfigLoader.load(path: config, environment: ProcessInfo.processInfo.environment)
     }
 }
 
@@ -46,7 +49,7 @@ func runUntilSignalled(stop: @escaping (@escaping @Sendable () -> Void) -> Void)
     for number in [SIGINT, SIGTERM] {
         let source = DispatchSource.makeSignalSource(signal: number, queue: .main)
         source.setEventHandler {
-            if stopping { Foundation.exit(0) }
+            if stopping { Foundation.exit(1) }   // a second signal: no more waiting
             stopping = true
             stop { Foundation.exit(0) }
         }
@@ -56,122 +59,18 @@ func runUntilSignalled(stop: @escaping (@escaping @Sendable () -> Void) -> Void)
     withExtendedLifetime(sources) { dispatchMain() }
 }
 
-extension FloridayProxy {
-    struct Run: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Serve (the default).")
-        @OptionGroup var options: ConfigOption
+/// Runs `work` on every SIGHUP (on the main queue).
+func onSIGHUP(_ work: @escaping () -> Void) -> DispatchSourceSignal {
+    signal(SIGHUP, SIG_IGN)
+    let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .main)
+    source.setEventHandler(handler: work)
+    source.activate()
+    return source
+}
 
-        func run() throws {
-            ignoreSIGPIPE()
-            let config = options.load()
-            let logger = makeLogger(config.log)
-            let proxy: ProxyServer
-            do {
-                proxy = try ProxyServer(config: config, logger: logger)
-            } catch {
-                FileHandle.standardError.write(Data("\(error)\n".utf8))
-                Foundation.exit(2)
-            }
-            proxy.start()
-            logger.notice("started", metadata: [
-                "listen": "\(proxy.localAddress)", "environment": "\(config.environment.rawValue)",
-                "upstream": "\(config.apiURL)", "issuer": "\(config.issuerURL)",
-            ])
-            runUntilSignalled { done in
-                logger.notice("stopping", metadata: ["grace_s": "\(Int(config.shutdownGrace.seconds))"])
-                proxy.shutdown(grace: config.shutdownGrace) {
-                    logger.notice("stopped")
-                    done()
-                }
-            }
-        }
-    }
-
-    struct CheckConfig: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "check-config", abstract: "Print the effective configuration (secrets as ***) or the error.")
-        @OptionGroup var options: ConfigOption
-
-        func run() throws {
-            print(options.load().renderedYAML(), terminator: "")
-        }
-    }
-
-    struct SandboxCommand: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "sandbox", abstract: "Run a stand-in for Floriday's identity server and API.")
-        @Option(help: "host:port to listen on.") var listen = "127.0.0.1:8443"
-        @Flag(help: "Serve plain HTTP instead of HTTPS.") var plain = false
-        @Option(help: "Where to write the sandbox's CA certificate (PEM), for the proxy's ca_file.") var caOut: String?
-        @Option(help: "Seconds a token lives.") var tokenLifetime = 3600
-        @Option(help: "Extra DNS name for the certificate (e.g. the Compose service name).") var hostname: [String] = []
-
-        func run() throws {
-            ignoreSIGPIPE()
-            guard let address = parseListen(listen) else {
-                FileHandle.standardError.write(Data("sandbox: --listen: expected host:port, got \(listen)\n".utf8))
-                Foundation.exit(2)
-            }
-            let state = SandboxState(tokenLifetime: tokenLifetime)
-            let sandbox = try SandboxServer(state: state, address: address, tls: !plain, certificateHosts: ["localhost"] + hostname)
-            if let caOut, let pem = sandbox.certificateAuthorityPEM {
-                try pem.write(toFile: caOut, atomically: true, encoding: .utf8)
-            }
-            print("sandbox listening on \(sandbox.baseURL)")
-            print("  issuer_url: \(sandbox.issuerURL)")
-            print("  api_url:    \(sandbox.baseURL)")
-            print("  client_id: \(SandboxClient.default.clientID)  client_secret: \(SandboxClient.default.clientSecret)  api_key: sandbox-api-key")
-            if let caOut { print("  ca_file:    \(caOut)") }
-            runUntilSignalled { done in sandbox.stop(); done() }
-        }
-    }
-
-    struct Demo: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Start the sandbox and the proxy pointed at it, and print a curl line to try.")
-        @Option(help: "host:port for the proxy.") var listen = "127.0.0.1:8080"
-
-        func run() throws {
-            ignoreSIGPIPE()
-            let sandbox = try SandboxServer(address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true)
-            let caPath = NSTemporaryDirectory() + "floriday-proxy-demo-ca-\(getpid()).pem"
-            try sandbox.certificateAuthorityPEM!.write(toFile: caPath, atomically: true, encoding: .utf8)
-            guard let listenAddress = parseListen(listen) else {
-                FileHandle.standardError.write(Data("demo: --listen: expected host:port, got \(listen)\n".utf8))
-                Foundation.exit(2)
-            }
-            var config = ProxyConfig(clientID: SandboxClient.default.clientID, clientSecret: SandboxClient.default.clientSecret, apiKey: "sandbox-api-key")
-            config.listen = HostPort(host: listenAddress.ipString, port: listenAddress.port)
-            config.apiURL = try EndpointURL(sandbox.baseURL, key: "api_url")
-            config.issuerURL = try EndpointURL(sandbox.issuerURL, key: "issuer_url")
-            config.caFile = caPath
-            let logger = makeLogger(config.log)
-            let proxy: ProxyServer
-            do {
-                proxy = try ProxyServer(config: config, logger: logger)
-            } catch {
-                FileHandle.standardError.write(Data("\(error)\n".utf8))
-                Foundation.exit(2)
-            }
-            proxy.start()
-            print("""
-            floriday-proxy demo
-              sandbox (IDM + API): \(sandbox.baseURL)
-              proxy:               http://\(proxy.localAddress)
-
-            Try it (no credentials needed: the proxy adds them):
-              curl -s http://\(proxy.localAddress)/suppliers-api-2024v2/auth/key
-              curl -s http://\(proxy.localAddress)/customers-api-2024v2/identities
-              curl -s 'http://\(proxy.localAddress)/suppliers-api-2024v2/trade-items?limit=2'
-
-            Ctrl-C stops both.
-            """)
-            fflush(nil)
-            runUntilSignalled { done in
-                proxy.shutdown(grace: .seconds(2)) {
-                    try? FileManager.default.removeItem(atPath: caPath)
-                    done()
-                }
-            }
-        }
-    }
+func fail(_ message: String, status: Int32 = 2) -> Never {
+    FileHandle.standardError.write(Data("\(message)\n".utf8))
+    Foundation.exit(status)
 }
 
 func parseListen(_ text: String) -> SocketAddress? {

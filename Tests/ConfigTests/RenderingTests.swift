@@ -7,6 +7,7 @@ struct RenderingTests {
         #expect(rendered == """
             # effective configuration; secrets are shown as ***
             listen: "127.0.0.1:8080"
+            admin_listen: "127.0.0.1:9901"
             environment: staging
             api_url: https://api.staging.floriday.io
             issuer_url: https://idm.staging.floriday.io/oauth2/ausmw6b47z1BnlHkw0h7

@@ -38,7 +38,7 @@ func pieces(_ input: [UInt8], step: Int?) -> [[UInt8]] {
 
 /// Parses requests fed in pieces; every piece must be consumed whole (nothing pauses).
 func parseRequests(_ input: [UInt8], limits: HTTP1Limits = HTTP1Limits(), step: Int? = nil) throws -> [RequestEvent] {
-    var parser = HTTP1RequestParser(limits: limits)
+    let parser = HTTP1RequestParser(limits: limits)
     var events: [RequestEvent] = []
     for piece in pieces(input, step: step) {
         let consumed = try piece.withUnsafeBytes { buffer in
@@ -58,7 +58,7 @@ func parseRequests(_ text: String, limits: HTTP1Limits = HTTP1Limits(), step: In
 
 /// Parses responses to `method`, then signals EOF when `finish` is set.
 func parseResponses(_ input: [UInt8], method: String = "GET", limits: HTTP1Limits = HTTP1Limits(), step: Int? = nil, finish: Bool = false) throws -> [ResponseEvent] {
-    var parser = HTTP1ResponseParser(limits: limits)
+    let parser = HTTP1ResponseParser(limits: limits)
     parser.requestMethod = method
     var events: [ResponseEvent] = []
     for piece in pieces(input, step: step) {

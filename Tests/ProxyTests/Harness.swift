@@ -16,7 +16,7 @@ final class Harness: @unchecked Sendable {
     var state: SandboxState { sandbox.state }
     var port: Int { proxy.localAddress.port }
 
-    init(tokenLifetime: Int = 3600, configure: (inout ProxyConfig) -> Void = { _ in }) throws {
+    init(tokenLifetime: Int = 3600, metrics: ProxyMetrics = ProxyMetrics(), configure: (inout ProxyConfig) -> Void = { _ in }) throws {
         ignoreSIGPIPE()
         let state = SandboxState(tokenLifetime: tokenLifetime)
         sandbox = try SandboxServer(state: state, address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true)
@@ -27,7 +27,7 @@ final class Harness: @unchecked Sendable {
         logs = LogCapture()
         let logs = self.logs
         let logger = Logger(label: "test") { _ in logs.handler() }
-        proxy = try ProxyServer(config: config, logger: logger, group: EventLoopGroup(loopCount: 2))
+        proxy = try ProxyServer(config: config, logger: logger, group: EventLoopGroup(loopCount: 2), metrics: metrics)
         proxy.start()
     }
 

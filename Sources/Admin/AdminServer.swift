@@ -1,0 +1,151 @@
+import CoreMetrics
+import EventLoop
+import HTTP1
+import HTTPServer
+import Prometheus
+import Proxy
+import Upstream
+
+/// The operator's side door, on its own listener so no API path can collide with it:
+/// `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus text format).
+public final class AdminServer: @unchecked Sendable {
+    public let registry: PrometheusCollectorRegistry
+    private var server: HTTPServer!
+    public var localAddress: SocketAddress { server.localAddress }
+
+    /// A metrics factory writing into a fresh registry, for `ProxyMetrics`.
+    public static func makeMetrics() -> (ProxyMetrics, PrometheusCollectorRegistry) {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        let buckets: [Duration] = [.milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+                                   .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500),
+                                   .seconds(5), .seconds(10), .seconds(30), .seconds(60)]
+        factory.defaultDurationHistogramBuckets = buckets
+        return (ProxyMetrics(factory: factory), registry)
+    }
+
+    public init(proxy: ProxyServer, registry: PrometheusCollectorRegistry, address: SocketAddress) throws(SocketError) {
+        self.registry = registry
+        let handler = AdminHandler(proxy: proxy, registry: registry)
+        var settings = HTTPServerSettings()
+        settings.limits.maxBodyBytes = 0
+        settings.idleTimeout = .seconds(30)
+        server = try HTTPServer(address: address, group: proxy.group, settings: settings, maxConnections: 64, handler: handler)
+    }
+
+    public func start() { server.start() }
+
+    public func stop() {
+        server.stopAccepting()
+        server.closeConnectionsWhenIdle()
+    }
+}
+
+final class AdminHandler: HTTPServerHandler, @unchecked Sendable {
+    let proxy: ProxyServer
+    let registry: PrometheusCollectorRegistry
+    let clientConnections: Prometheus.Gauge
+    let inFlight: Prometheus.Gauge
+    let upstreamConnections: Prometheus.Gauge
+    let tokenExpiry: Prometheus.Gauge
+    let handshakes: Prometheus.Counter
+    let lastHandshakes = Locked(0)
+
+    /// An upstream handshake this recent counts as "the upstream accepts connections".
+    static let upstreamFreshness: Duration = .seconds(300)
+
+    init(proxy: ProxyServer, registry: PrometheusCollectorRegistry) {
+        self.proxy = proxy
+        self.registry = registry
+        clientConnections = registry.makeGauge(name: "floriday_proxy_client_connections", help: "Open client connections.")
+        inFlight = registry.makeGauge(name: "floriday_proxy_requests_in_flight", help: "Requests being proxied now.")
+        upstreamConnections = registry.makeGauge(name: "floriday_proxy_upstream_connections", help: "Open connections to the API (the pool).")
+        tokenExpiry = registry.makeGauge(name: "floriday_proxy_token_expiry_seconds", help: "Seconds until the cached access token expires (0: none cached).")
+        handshakes = registry.makeCounter(name: "floriday_proxy_upstream_handshakes_total", help: "TLS handshakes with the API.")
+    }
+
+    func errorResponse(status: Int, code: String, detail: String) -> (HTTPHeaders, [UInt8]) {
+        problem(status: status, reason: code, detail: detail)
+    }
+
+    func handle(_ exchange: ServerExchange) {
+        let path = exchange.request.targetString.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
+        guard exchange.request.method == "GET" || exchange.request.method == "HEAD" else {
+            let (headers, body) = problem(status: 405, reason: "method", detail: "The admin endpoints answer GET only.")
+            exchange.respond(status: 405, headers: headers, body: body)
+            return
+        }
+        switch path {
+        case "/healthz":
+            respondJSON(exchange, 200, "{\"status\":\"ok\"}")
+        case "/readyz":
+            readiness(exchange)
+        case "/metrics":
+            sample()
+            var headers = HTTPHeaders()
+            headers.add("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            exchange.respond(status: 200, headers: headers, body: registry.emitToBuffer())
+        default:
+            let (headers, body) = problem(status: 404, reason: "not-found", detail: "Admin endpoints: /healthz, /readyz, /metrics.")
+            exchange.respond(status: 404, headers: headers, body: body)
+        }
+    }
+
+    /// Ready when a token is cached or can be fetched, and the API accepted a TLS connection
+    /// recently (or accepts one now).
+    private func readiness(_ exchange: ServerExchange) {
+        proxy.tokens.token(on: exchange.loop) { [self] result in
+            if case .failure(let error) = result {
+                let (headers, body) = problem(status: 503, reason: "token-unavailable", detail: "No access token: \(error.message)", retryAfter: error.retryAfter)
+                exchange.respond(status: 503, headers: headers, body: body)
+                return
+            }
+            if let last = proxy.pools.stats.lastHandshake, ContinuousClock.Instant.now - last < Self.upstreamFreshness {
+                respondJSON(exchange, 200, "{\"status\":\"ready\"}")
+                return
+            }
+            proxy.pools.pool(for: exchange.loop).probe { [self] error in
+                if let error {
+                    let (headers, body) = problem(status: 503, reason: "upstream-unreachable", detail: "The API does not accept connections: \(error).")
+                    exchange.respond(status: 503, headers: headers, body: body)
+                } else {
+                    respondJSON(exchange, 200, "{\"status\":\"ready\"}")
+                }
+            }
+        }
+    }
+
+    /// Gauges describe the present, so they are read at scrape time.
+    private func sample() {
+        clientConnections.set(Int64(proxy.activeClientConnections))
+        inFlight.set(Int64(proxy.stats.requestsInFlight))
+        upstreamConnections.set(Int64(proxy.pools.stats.openConnections))
+        tokenExpiry.set(max(0, proxy.tokens.cachedToken?.secondsUntilExpiry ?? 0))
+        let total = proxy.pools.stats.handshakes
+        let delta = lastHandshakes.withLock { last -> Int in
+            defer { last = total }
+            return total - last
+        }
+        if delta > 0 { handshakes.increment(by: Int64(delta)) }
+    }
+
+    private func respondJSON(_ exchange: ServerExchange, _ status: Int, _ json: String) {
+        var headers = HTTPHeaders()
+        headers.add("Content-Type", "application/json")
+        headers.add("Cache-Control", "no-store")
+        exchange.respond(status: status, headers: headers, body: Array(json.utf8))
+    }
+
+    private func problem(status: Int, reason: String, detail: String, retryAfter: Int? = nil) -> (HTTPHeaders, [UInt8]) {
+        let kind: Problem.Kind
+        switch status {
+        case 404: kind = .notFound
+        case 405: kind = .methodNotAllowed
+        case 503 where reason == "token-unavailable": kind = .tokenUnavailable
+        case 503: kind = .upstreamUnreachable
+        default: kind = .badRequest
+        }
+        let problem = Problem(kind, detail: detail, reason: reason, retryAfter: retryAfter)
+        return (problem.headers(requestID: nil), problem.body(requestID: nil))
+    }
+}

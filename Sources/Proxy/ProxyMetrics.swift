@@ -1,0 +1,78 @@
+import CoreMetrics
+import EventLoop
+
+/// The proxy's metrics, recorded through swift-metrics with an injected factory, so the proxy
+/// knows nothing of how (or whether) they are exported. Gauges that describe a state (open
+/// connections, token expiry) are sampled when scraped instead of updated per request.
+public final class ProxyMetrics: @unchecked Sendable {
+    private let factory: MetricsFactory
+    private let requestDuration: CoreMetrics.Timer
+    private let upstreamDuration: CoreMetrics.Timer
+    private let bytesIn: Counter
+    private let bytesOut: Counter
+    /// Per (method, status class): created on first use, then reused.
+    private let requestCounters = Locked<[String: Counter]>([:])
+    private let errorCounters = Locked<[String: Counter]>([:])
+    private let retryCounters: [Bool: Counter]
+    private let tokenCounters = Locked<[String: Counter]>([:])
+
+    public init(factory: MetricsFactory = NOOPMetricsHandler.instance) {
+        self.factory = factory
+        requestDuration = Timer(label: "floriday_proxy_request_duration_seconds", dimensions: [], factory: factory)
+        upstreamDuration = Timer(label: "floriday_proxy_upstream_duration_seconds", dimensions: [], factory: factory)
+        bytesIn = Counter(label: "floriday_proxy_received_bytes_total", dimensions: [], factory: factory)
+        bytesOut = Counter(label: "floriday_proxy_sent_bytes_total", dimensions: [], factory: factory)
+        retryCounters = [
+            true: Counter(label: "floriday_proxy_401_retries_total", dimensions: [("outcome", "success")], factory: factory),
+            false: Counter(label: "floriday_proxy_401_retries_total", dimensions: [("outcome", "failure")], factory: factory),
+        ]
+    }
+
+    /// One finished request.
+    func requestFinished(method: String, status: Int, duration: Duration, upstream: Duration?, bytesIn: Int, bytesOut: Int) {
+        // Unusual methods share one label value so a client cannot grow the label set at will.
+        let methodLabel = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].contains(method) ? method : "OTHER"
+        let statusClass = status == 0 ? "none" : "\(status / 100)xx"
+        let key = methodLabel + " " + statusClass
+        let counter = requestCounters.withLock { counters in
+            if let counter = counters[key] { return counter }
+            let counter = Counter(label: "floriday_proxy_requests_total", dimensions: [("method", methodLabel), ("status_class", statusClass)], factory: factory)
+            counters[key] = counter
+            return counter
+        }
+        counter.increment()
+        requestDuration.recordNanoseconds(duration.nanoseconds)
+        if let upstream { upstreamDuration.recordNanoseconds(upstream.nanoseconds) }
+        if bytesIn > 0 { self.bytesIn.increment(by: bytesIn) }
+        if bytesOut > 0 { self.bytesOut.increment(by: bytesOut) }
+    }
+
+    func proxyError(_ kind: Problem.Kind) {
+        counter(in: errorCounters, key: kind.rawValue, label: "floriday_proxy_errors_total", dimension: "type").increment()
+    }
+
+    func retryAfter401(succeeded: Bool) {
+        retryCounters[succeeded]!.increment()
+    }
+
+    /// A token fetch finished: "success" or the failure kind.
+    public func tokenFetch(outcome: String) {
+        counter(in: tokenCounters, key: outcome, label: "floriday_proxy_token_fetches_total", dimension: "outcome").increment()
+    }
+
+    private func counter(in cache: Locked<[String: Counter]>, key: String, label: String, dimension: String) -> Counter {
+        cache.withLock { counters in
+            if let counter = counters[key] { return counter }
+            let counter = Counter(label: label, dimensions: [(dimension, key)], factory: factory)
+            counters[key] = counter
+            return counter
+        }
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

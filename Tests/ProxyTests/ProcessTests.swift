@@ -1,0 +1,278 @@
+import EventLoop
+import Foundation
+import Sandbox
+import Testing
+
+/// The executable as users run it: exit codes, output, signals, and memory that stays flat
+/// while 50 MiB bodies stream through.
+@Suite(.serialized) struct ProcessTests {
+    static var binary: String {
+        if let override = ProcessInfo.processInfo.environment["FLORIDAY_PROXY_BIN"] { return override }
+        let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        // .build/<triple>/debug/<package>PackageTests.xctest → .build/<triple>/debug/floriday-proxy
+        var directory = testBinary.deletingLastPathComponent()
+        if directory.lastPathComponent == "MacOS" { directory = directory.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent() }
+        return directory.appendingPathComponent("floriday-proxy").path
+    }
+
+    struct Outcome { var status: Int32; var stdout: String; var stderr: String }
+
+    static func run(_ arguments: [String], environment: [String: String] = [:], timeout: Double = 30) throws -> Outcome {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.environment = environment.merging(["PATH": "/usr/bin:/bin"]) { a, _ in a }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        return Outcome(
+            status: process.terminationStatus,
+            stdout: String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
+            stderr: String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+    }
+
+    static let credentials = ["FLORIDAY_CLIENT_ID": "id-123", "FLORIDAY_CLIENT_SECRET": "s3cr3t-value", "FLORIDAY_API_KEY": "k3y-value"]
+
+    static func writeTemp(_ text: String) throws -> String {
+        let path = NSTemporaryDirectory() + "floriday-proxy-test-\(UUID().uuidString).yaml"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test func checkConfigPrintsTheEffectiveConfigurationWithoutSecrets() throws {
+        let outcome = try Self.run(["check-config"], environment: Self.credentials)
+        #expect(outcome.status == 0)
+        #expect(outcome.stdout.contains("api_url: https://api.staging.floriday.io"))
+        #expect(outcome.stdout.contains("client_id: id-123"))
+        #expect(outcome.stdout.contains("***"))
+        #expect(!outcome.stdout.contains("s3cr3t-value"))
+        #expect(!outcome.stdout.contains("k3y-value"))
+    }
+
+    @Test func theDocumentedExampleFileLoads() throws {
+        let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("proxy.yaml").path
+        let outcome = try Self.run(["check-config", "--config", example], environment: Self.credentials)
+        #expect(outcome.status == 0, "\(outcome.stderr)")
+    }
+
+    @Test(arguments: [
+        ("timeouts: { conect: 5s }\n", "timeouts.conect"),
+        ("retry_body_limit: lots\n", "retry_body_limit"),
+        ("api_url: ftp://x\n", "api_url"),
+        ("environment: live\napi_url: https://api.staging.floriday.io\n", "api_url"),
+    ])
+    func badConfigurationStopsWithOneLineNamingTheKey(yaml: String, key: String) throws {
+        let path = try Self.writeTemp(yaml)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        for command in ["check-config", "run"] {
+            let outcome = try Self.run([command, "--config", path], environment: Self.credentials)
+            #expect(outcome.status == 2)
+            let lines = outcome.stderr.split(separator: "\n")
+            #expect(lines.count == 1, "\(outcome.stderr)")
+            #expect(lines.first?.contains(key) == true, "\(outcome.stderr)")
+            #expect(!outcome.stderr.contains("s3cr3t-value"))
+        }
+    }
+
+    @Test func missingCredentialIsNamed() throws {
+        let outcome = try Self.run(["run"], environment: ["FLORIDAY_CLIENT_ID": "x", "FLORIDAY_API_KEY": "y"])
+        #expect(outcome.status == 2)
+        #expect(outcome.stderr.contains("client_secret"))
+    }
+
+    /// Runs the proxy binary against an in-process sandbox; returns the process and its port.
+    static func startProxy(sandbox: SandboxServer, caFile: String, extra: String = "") throws -> (Process, Int, Pipe) {
+        let port = FailureTests.closedPort()
+        let config = try writeTemp("""
+            listen: 127.0.0.1:\(port)
+            api_url: \(sandbox.baseURL)
+            issuer_url: \(sandbox.issuerURL)
+            ca_file: \(caFile)
+            \(extra)
+            """)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["run", "--config", config]
+        process.environment = ["FLORIDAY_CLIENT_ID": SandboxClient.default.clientID, "FLORIDAY_CLIENT_SECRET": SandboxClient.default.clientSecret, "FLORIDAY_API_KEY": "sandbox-api-key"]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        #expect(eventually(timeout: 10) { (try? TestClient(port: port)) != nil })
+        return (process, port, err)
+    }
+
+    static func highWaterRSS(_ pid: Int32) -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return -1 }
+        return Int(line.split(separator: " ").dropFirst().first(where: { Int($0) != nil }) ?? "0")! * 1024
+    }
+
+    @Test func servesLogsAStartupLineAndStopsCleanlyOnSIGTERM() throws {
+        let sandbox = try SandboxServer(address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true)
+        defer { sandbox.stop() }
+        let caFile = try CertificateFile(sandbox.certificateAuthorityPEM!)
+        let (process, port, err) = try Self.startProxy(sandbox: sandbox, caFile: caFile.path)
+        let response = try TestClient(port: port).request("GET", "/suppliers-api-2024v2/auth/key")
+        #expect(response.status == 200)
+        process.terminate()   // SIGTERM
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        let logs = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(logs.contains("started"))
+        #expect(logs.contains("listen=127.0.0.1:\(port)"))
+        #expect(logs.contains("environment=staging"))
+        #expect(logs.contains("upstream=\(sandbox.baseURL)"))
+        #expect(logs.contains("status=200"))
+        #expect(!logs.contains(SandboxClient.default.clientSecret))
+        #expect(!logs.contains("sandbox-api-key"))
+    }
+
+    @Test func memoryStaysFlatWhileFiftyMebibytesStreamBothWays() throws {
+        let sandbox = try SandboxServer(address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true)
+        defer { sandbox.stop() }
+        let caFile = try CertificateFile(sandbox.certificateAuthorityPEM!)
+        let (process, port, _) = try Self.startProxy(sandbox: sandbox, caFile: caFile.path, extra: "limits: { max_body_bytes: 64MiB }\nlog: { level: warning }")
+        defer { process.terminate(); process.waitUntilExit() }
+        let client = try TestClient(port: port, timeout: 60)
+        #expect(try client.request("GET", "/suppliers-api-2024v2/x").status == 200)
+        let before = Self.highWaterRSS(process.processIdentifier)
+        let size = 50 << 20
+        var received = 0
+        try client.send("GET /suppliers-api-2024v2/_sandbox/bytes?size=\(size) HTTP/1.1\r\nHost: p\r\n\r\n")
+        let download = try client.readResponse { received += $0.count }
+        #expect(download.status == 200)
+        #expect(received == size)
+        let block = [UInt8](repeating: 0x5A, count: 256 * 1024)
+        try client.send("POST /suppliers-api-2024v2/upload HTTP/1.1\r\nHost: p\r\nContent-Length: \(size)\r\n\r\n")
+        for _ in 0..<(size / block.count) { try client.send(block) }
+        let upload = try client.readResponse()
+        #expect(upload.json["bodyBytes"] as? Int == size)
+        let after = Self.highWaterRSS(process.processIdentifier)
+        // Streaming, not buffering: 100 MiB went through; the peak grew by far less than one body.
+        #expect(before > 0 && after - before < 16 << 20, "VmHWM \(before / 1024) KiB -> \(after / 1024) KiB")
+    }
+}
+
+extension ProcessTests {
+    static func sandboxConfig(_ sandbox: SandboxServer, caFile: String, extra: String = "") throws -> String {
+        try writeTemp("""
+            api_url: \(sandbox.baseURL)
+            issuer_url: \(sandbox.issuerURL)
+            ca_file: \(caFile)
+            \(extra)
+            """)
+    }
+
+    static let sandboxCredentials = ["FLORIDAY_CLIENT_ID": SandboxClient.default.clientID, "FLORIDAY_CLIENT_SECRET": SandboxClient.default.clientSecret, "FLORIDAY_API_KEY": "sandbox-api-key"]
+
+    @Test func verifySaysWhatWorkedAndWhatDidNot() throws {
+        let sandbox = try SandboxServer(address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true)
+        defer { sandbox.stop() }
+        let ca = try CertificateFile(sandbox.certificateAuthorityPEM!)
+        let config = try Self.sandboxConfig(sandbox, caFile: ca.path)
+        let ok = try Self.run(["verify", "--config", config], environment: Self.sandboxCredentials)
+        #expect(ok.status == 0)
+        #expect(ok.stdout.contains("✔ token"))
+        #expect(ok.stdout.contains("✔ GET /suppliers-api-2024v2/auth/key: 200"))
+        let customers = try Self.run(["verify", "--config", config, "--api", "customers", "--version", "2026v1"], environment: Self.sandboxCredentials)
+        #expect(customers.status == 0)
+        #expect(customers.stdout.contains("/customers-api-2026v1/identities: 200"))
+
+        var badSecret = Self.sandboxCredentials
+        badSecret["FLORIDAY_CLIENT_SECRET"] = "wrong-secret-value"
+        let refused = try Self.run(["verify", "--config", config], environment: badSecret)
+        #expect(refused.status == 1)
+        #expect(refused.stdout.contains("client id and secret"))
+        #expect(!refused.stdout.contains("wrong-secret-value"))
+
+        var badKey = Self.sandboxCredentials
+        badKey["FLORIDAY_API_KEY"] = "wrong-key-value"
+        let forbidden = try Self.run(["verify", "--config", config], environment: badKey)
+        #expect(forbidden.status == 1)
+        #expect(forbidden.stdout.contains("HTTP 403"))
+        #expect(forbidden.stdout.contains("API key"))
+        #expect(!forbidden.stdout.contains("wrong-key-value"))
+
+        let untrusted = try Self.writeTemp("api_url: \(sandbox.baseURL)\nissuer_url: \(sandbox.issuerURL)\n")
+        let tls = try Self.run(["verify", "--config", untrusted], environment: Self.sandboxCredentials)
+        #expect(tls.status == 1)
+        #expect(tls.stdout.contains("TLS"))
+    }
+
+    @Test func tokenPrintsClaimsAndTheTokenOnlyWithRaw() throws {
+        let sandbox = try SandboxServer(address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true)
+        defer { sandbox.stop() }
+        let ca = try CertificateFile(sandbox.certificateAuthorityPEM!)
+        let config = try Self.sandboxConfig(sandbox, caFile: ca.path)
+        let plain = try Self.run(["token", "--config", config], environment: Self.sandboxCredentials)
+        #expect(plain.status == 0)
+        #expect(plain.stdout.contains("issuer: \(sandbox.issuerURL)"))
+        #expect(plain.stdout.contains("client id: sandbox-client"))
+        #expect(plain.stdout.contains("scopes: role:app"))
+        #expect(plain.stdout.contains("expires: "))
+        #expect(!plain.stdout.contains("eyJ"))   // no JWT in the output
+        let raw = try Self.run(["token", "--config", config, "--raw"], environment: Self.sandboxCredentials)
+        #expect(raw.stdout.contains("eyJ"))
+    }
+
+    @Test func sighupReloadsAndABrokenConfigKeepsTheOldOne() throws {
+        let sandbox = try SandboxServer(address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true)
+        defer { sandbox.stop() }
+        sandbox.state.apiKeys = ["sandbox-api-key", "second-key"]
+        let ca = try CertificateFile(sandbox.certificateAuthorityPEM!)
+        let port = FailureTests.closedPort()
+        let adminPort = FailureTests.closedPort()
+        let path = try Self.writeTemp("")
+        func write(apiKey: String) throws {
+            try "listen: 127.0.0.1:\(port)\nadmin_listen: 127.0.0.1:\(adminPort)\napi_url: \(sandbox.baseURL)\nissuer_url: \(sandbox.issuerURL)\nca_file: \(ca.path)\napi_key: \(apiKey)\n"
+                .write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        try write(apiKey: "sandbox-api-key")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = ["run", "--config", path]
+        process.environment = ["FLORIDAY_CLIENT_ID": SandboxClient.default.clientID, "FLORIDAY_CLIENT_SECRET": SandboxClient.default.clientSecret]
+        let err = Pipe()
+        process.standardError = err
+        try process.run()
+        defer { process.terminate(); process.waitUntilExit() }
+        #expect(eventually(timeout: 10) { (try? TestClient(port: port)) != nil })
+        let client = try TestClient(port: port)
+        #expect((try client.request("GET", "/suppliers-api-2026v1/x").json["headers"] as? [String: String])?["x-api-key"] == "sandbox-api-key")
+
+        try write(apiKey: "second-key")
+        kill(process.processIdentifier, SIGHUP)
+        #expect(eventually {
+            ((try? client.request("GET", "/suppliers-api-2026v1/x"))?.json["headers"] as? [String: String])?["x-api-key"] == "second-key"
+        })
+        try "timeouts: { conect: 1s }\n".write(toFile: path, atomically: true, encoding: .utf8)
+        kill(process.processIdentifier, SIGHUP)
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect((try client.request("GET", "/suppliers-api-2026v1/x").json["headers"] as? [String: String])?["x-api-key"] == "second-key")
+        #expect(try Self.run(["healthcheck", "--url", "http://127.0.0.1:\(adminPort)/healthz"]).status == 0)
+        process.terminate()
+        process.waitUntilExit()
+        let logs = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(logs.contains("config.reloaded"))
+        #expect(logs.contains("config.reload.failed"))
+        #expect(logs.contains("timeouts.conect"))
+        #expect(!logs.contains("second-key"))
+        #expect(try Self.run(["healthcheck", "--url", "http://127.0.0.1:\(adminPort)/healthz"]).status == 1)
+    }
+}
+
+/// A PEM written to a temporary file, removed when dropped.
+final class CertificateFile {
+    let path: String
+    init(_ pem: String) throws {
+        path = NSTemporaryDirectory() + "floriday-proxy-ca-\(UUID().uuidString).pem"
+        try pem.write(toFile: path, atomically: true, encoding: .utf8)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
