@@ -22,6 +22,7 @@ public enum ConfigLoader {
         "listen", "environment", "api_url", "issuer_url", "token_url", "client_id", "client_secret",
         "api_key", "scopes", "token_auth_method", "token_refresh_margin", "retry_body_limit", "ca_file",
         "allow_mixed_environments", "timeouts", "limits", "shutdown_grace", "log", "admin_listen",
+        "allow_clients", "inbound_auth", "allow",
     ]
     public static let timeoutKeys = ["connect", "request", "idle", "request_head", "body_stall"]
     public static let limitKeys = [
@@ -124,6 +125,10 @@ public enum ConfigLoader {
         if let value = try l.count("max_upstream_connections") { config.limits.maxUpstreamConnections = value }
 
         if let value = try file.duration("shutdown_grace") { config.shutdownGrace = value }
+
+        if let networks = try file.clientNetworks("allow_clients") { config.allowClients = networks }
+        if let credentials = try file.inboundCredentials("inbound_auth") { config.inboundAuth = credentials }
+        if let rules = try file.accessRules("allow") { config.allow = rules }
 
         // admin_listen: present but empty (or "off") disables the admin listener.
         if file.node("admin_listen") != nil {

@@ -30,6 +30,12 @@ public struct ProxyConfig: Sendable, Equatable {
     public var shutdownGrace: Duration
     /// Where `/healthz`, `/readyz` and `/metrics` are served; nil: not at all.
     public var adminListen: HostPort?
+    /// Client networks allowed to use the proxy; empty: any.
+    public var allowClients: [ClientNetwork] = []
+    /// Credentials internal clients must present; empty: none needed.
+    public var inboundAuth: [InboundCredential] = []
+    /// Method and path rules; empty: everything is allowed.
+    public var allow: [AccessRule] = []
     public var log: LogSettings
 
     public static let defaultListen = HostPort(host: "127.0.0.1", port: 8080)

@@ -26,9 +26,12 @@ struct HeadScanner: Sendable {
     /// Complete non-empty lines so far (the start line included).
     private(set) var lineCount = 0
     private var skippedEmptyLine = false
-    /// Request line only: the index in `buffer` of the first SP, or -1, and where to go on looking.
-    private var firstSpace = -1
-    private var spaceSearchFrom = 0
+    /// For checks of an incomplete head (see `HTTP1MessageKind.checkIncompleteHead`): whether
+    /// the start line was checked, the index in `buffer` of its first SP (-1: not seen yet) and
+    /// where to go on looking.
+    var startLineChecked = false
+    var firstSpace = -1
+    var spaceSearchFrom = 0
 
     var isEmpty: Bool { buffer.isEmpty }
 
@@ -37,6 +40,7 @@ struct HeadScanner: Sendable {
         lineLength = 0
         lineCount = 0
         skippedEmptyLine = false
+        startLineChecked = false
         firstSpace = -1
         spaceSearchFrom = 0
     }
@@ -57,7 +61,6 @@ struct HeadScanner: Sendable {
                 if windowEnd < count { throw tooLarge(section) }
                 lineLength += count - index
                 buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[start..<count]))
-                if section == .requestHead && lineCount == 0 { try checkPartialRequestLine(limits) }
                 return .incomplete
             }
             let previous = lf > start ? base.load(fromByteOffset: lf - 1, as: UInt8.self) : buffer.last
@@ -75,6 +78,8 @@ struct HeadScanner: Sendable {
                 }
                 skippedEmptyLine = true
                 buffer.removeAll(keepingCapacity: true)
+                firstSpace = -1
+                spaceSearchFrom = 0
                 start = index
                 continue
             }
@@ -103,37 +108,4 @@ struct HeadScanner: Sendable {
         case .trailers: .trailerTooLarge
         }
     }
-
-    /// Checks the request line while it is still arriving, so that garbage fails at once
-    /// instead of at the head timeout: the method must be a token (RFC 9110 §9.1), which TLS
-    /// sent to a plain-text port, for one, is not. Answers 414 as soon as what follows the
-    /// method is longer than any acceptable target plus " HTTP/1.1" and CR. (The complete
-    /// line gets the exact checks.)
-    private mutating func checkPartialRequestLine(_ limits: HTTP1Limits) throws(HTTP1ParseError) {
-        if firstSpace < 0 {
-            var index = spaceSearchFrom
-            while index < buffer.count {
-                let byte = buffer[index]
-                if byte == ASCII.sp {
-                    firstSpace = index
-                    break
-                }
-                if !isTchar(byte) {
-                    // A first CR may still end an empty line; the scan decides about that.
-                    if byte == ASCII.cr && index == 0 {
-                        index += 1
-                        continue
-                    }
-                    throw byte == ASCII.cr ? .bareCR : .invalidRequestLine
-                }
-                index += 1
-            }
-            guard firstSpace >= 0 else {
-                spaceSearchFrom = buffer.count
-                return
-            }
-        }
-        if buffer.count - firstSpace - 1 > limits.maxTargetBytes + 10 { throw .targetTooLong }
-    }
 }
-

@@ -6,6 +6,15 @@ protocol HTTP1MessageKind {
     /// Builds the head from its complete bytes (start line through the final CRLF) and decides
     /// how the body is framed. `lineCount` counts the start line and the field lines.
     static func makeHead(_ bytes: UnsafeRawBufferPointer, lineCount: Int, limits: HTTP1Limits, context: Context) throws(HTTP1ParseError) -> (Head, HTTP1BodyFraming)
+    /// Called each time an input ends inside a head, whose bytes so far are in the scanner's
+    /// buffer: a chance to refuse garbage before the whole head has arrived. Whatever it refuses
+    /// must also be refused once the head is complete (so that how input is split never changes
+    /// the outcome).
+    static func checkIncompleteHead(_ scanner: inout HeadScanner, limits: HTTP1Limits) throws(HTTP1ParseError)
+}
+
+extension HTTP1MessageKind {
+    static func checkIncompleteHead(_ scanner: inout HeadScanner, limits: HTTP1Limits) throws(HTTP1ParseError) {}
 }
 
 /// The incremental message parser both public parsers wrap: head buffering, body framing,
@@ -185,6 +194,7 @@ final class HTTP1MessageParser<Kind: HTTP1MessageKind>: @unchecked Sendable {
                 guard offset < count else { return .needInput }
                 guard case .complete(let start, let end) = try scanner.scan(input, from: offset, section: Kind.section, limits: limits) else {
                     offset = count
+                    try Kind.checkIncompleteHead(&scanner, limits: limits)
                     return .needInput
                 }
                 let (head, framing) = try makeHead(input, start: start, end: end)

@@ -56,6 +56,49 @@ enum RequestKind: HTTP1MessageKind {
         return (head, try framing(of: head, fields))
     }
 
+    /// Refuses a bad request line before the rest of the head arrives: garbage (TLS sent to a
+    /// plain-text port, say) fails at once instead of at the head timeout, and an overlong
+    /// target is not buffered. A complete line gets the full checks once; a partial one has its
+    /// method checked as it arrives and gets 414 as soon as what follows the method is longer than
+    /// any acceptable target plus " HTTP/1.1" and CR.
+    static func checkIncompleteHead(_ scanner: inout HeadScanner, limits: HTTP1Limits) throws(HTTP1ParseError) {
+        guard !scanner.startLineChecked else { return }
+        if scanner.lineCount > 0 {
+            scanner.startLineChecked = true
+            try scanner.withBuffer { bytes throws(HTTP1ParseError) in
+                let base = bytes.baseAddress!
+                let lineEnd = findByte(ASCII.lf, in: base, from: 0, to: bytes.count)! - 1
+                _ = try parseRequestLine(base, end: lineEnd, limits: limits)
+            }
+            return
+        }
+        let buffer = scanner.buffer
+        if scanner.firstSpace < 0 {
+            var index = scanner.spaceSearchFrom
+            while index < buffer.count {
+                let byte = buffer[index]
+                if byte == ASCII.sp {
+                    scanner.firstSpace = index
+                    break
+                }
+                // method = token (RFC 9110 §9.1)
+                if !isTchar(byte) {
+                    guard byte == ASCII.cr else { throw .invalidRequestLine }
+                    // A CR first may end the empty line allowed before a request; a CR last
+                    // may end the line. Either way the next byte decides.
+                    if index + 1 == buffer.count { break }
+                    if index > 0 { throw .bareCR }
+                }
+                index += 1
+            }
+            guard scanner.firstSpace >= 0 else {
+                scanner.spaceSearchFrom = index
+                return
+            }
+        }
+        if buffer.count - scanner.firstSpace - 1 > limits.maxTargetBytes + 10 { throw .targetTooLong }
+    }
+
     /// `request-line = method SP request-target SP HTTP-version` (RFC 9112 §3), `base[0..<end]`
     /// being the line without its CRLF.
     static func parseRequestLine(_ base: UnsafeRawPointer, end: Int, limits: HTTP1Limits) throws(HTTP1ParseError) -> HTTPRequestHead {

@@ -45,7 +45,7 @@ public final class ServerExchange: @unchecked Sendable {
         self.loop = connection.loop
         self.remoteAddress = connection.remoteAddress
         self.startTime = .now
-        self.requestComplete = framing == .none
+        self.requestComplete = framing == .none || framing == .contentLength(0)
     }
 
     /// Bytes of the response waiting to reach the client.

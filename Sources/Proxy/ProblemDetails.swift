@@ -13,6 +13,8 @@ public struct Problem: Error, Sendable, Equatable {
         case headerTooLarge = "header-fields-too-large"
         case methodNotAllowed = "method-not-allowed"
         case notFound = "not-found"
+        case unauthorized = "inbound-auth-required"
+        case accessDenied = "access-denied"
         case notImplemented = "not-implemented"
         case versionNotSupported = "http-version-not-supported"
         case tokenUnavailable = "token-unavailable"
@@ -32,6 +34,8 @@ public struct Problem: Error, Sendable, Equatable {
             case .headerTooLarge: return 431
             case .methodNotAllowed: return 405
             case .notFound: return 404
+            case .unauthorized: return 401
+            case .accessDenied: return 403
             case .notImplemented: return 501
             case .versionNotSupported: return 505
             case .tokenUnavailable: return 503
@@ -50,6 +54,8 @@ public struct Problem: Error, Sendable, Equatable {
             case .headerTooLarge: return "Request header fields too large"
             case .methodNotAllowed: return "Method not allowed"
             case .notFound: return "Not found"
+            case .unauthorized: return "Inbound credential required"
+            case .accessDenied: return "Access denied"
             case .notImplemented: return "Not implemented"
             case .versionNotSupported: return "HTTP version not supported"
             case .tokenUnavailable: return "Access token unavailable"
@@ -66,7 +72,7 @@ public struct Problem: Error, Sendable, Equatable {
         public var origin: String {
             switch self {
             case .badRequest, .requestTimeout, .payloadTooLarge, .uriTooLong, .headerTooLarge, .methodNotAllowed,
-                 .notFound, .notImplemented, .versionNotSupported: return "client"
+                 .notFound, .unauthorized, .accessDenied, .notImplemented, .versionNotSupported: return "client"
             case .tokenUnavailable: return "idm"
             case .upstreamUnreachable, .upstreamTLS, .upstreamInvalidResponse, .upstreamClosed, .upstreamTimeout: return "upstream"
             case .internalError: return "internal"
@@ -81,6 +87,8 @@ public struct Problem: Error, Sendable, Equatable {
     /// A short machine-readable reason beside the type (a parser code, `invalid_client`, ...).
     public var reason: String?
     public var retryAfter: Int?
+    /// `WWW-Authenticate` for a 401 (RFC 9110 §11.6.1).
+    public var challenge: String?
 
     public init(_ kind: Kind, detail: String, reason: String? = nil, retryAfter: Int? = nil) {
         self.kind = kind
@@ -96,6 +104,7 @@ public struct Problem: Error, Sendable, Equatable {
         headers.add("Content-Type", "application/problem+json")
         headers.add("Cache-Control", "no-store")
         if let retryAfter { headers.add("Retry-After", String(retryAfter)) }
+        if let challenge { headers.add("WWW-Authenticate", challenge) }
         if let requestID { headers.add("X-Request-Id", requestID) }
         return headers
     }

@@ -45,10 +45,12 @@ final class ProxyContext: Sendable {
 struct ProxySettings: Sendable {
     var apiKey: String
     var retryBodyLimit: Int
+    var access: AccessPolicy
 
     init(_ config: ProxyConfig) {
         apiKey = config.apiKey.value
         retryBodyLimit = config.retryBodyLimit
+        access = AccessPolicy(config)
     }
 }
 
@@ -68,6 +70,8 @@ public final class ProxyServer: @unchecked Sendable {
 
     public var localAddress: SocketAddress { server.localAddress }
     public var activeClientConnections: Int { server.activeConnections }
+    /// True when neither client networks nor inbound credentials restrict who may use the proxy.
+    public var isOpenToAnyClient: Bool { context.settings.access.isOpen }
 
     /// Builds everything and binds the listening socket; `start()` begins accepting.
     /// Throws `ProxyStartError` with a one-line reason.
@@ -224,7 +228,7 @@ final class ProxyHandler: HTTPServerHandler {
 
     func handle(_ exchange: ServerExchange) {
         let requestID = Self.requestID(from: exchange.request.headers)
-        if let problem = requestFilter(exchange.request) {
+        if let problem = requestFilter(exchange.request, client: exchange.remoteAddress) {
             context.stats.requestStarted()
             exchange.respond(status: problem.status, headers: problemHeaders(problem, requestID: requestID, request: exchange.request),
                              body: problem.body(requestID: requestID))
@@ -240,7 +244,7 @@ final class ProxyHandler: HTTPServerHandler {
     }
 
     /// Refuses what the proxy never forwards.
-    private func requestFilter(_ request: HTTPRequestHead) -> Problem? {
+    private func requestFilter(_ request: HTTPRequestHead, client: SocketAddress?) -> Problem? {
         switch request.method {
         case "CONNECT", "TRACE":
             // CONNECT would open a tunnel past the header rewrite; TRACE would echo our credentials.
@@ -254,7 +258,8 @@ final class ProxyHandler: HTTPServerHandler {
         if target == [UInt8(ascii: "*")] && request.method != "OPTIONS" {
             return Problem(.badRequest, detail: "The asterisk target is only valid with OPTIONS.", reason: "invalid-target")
         }
-        return nil
+        let path = target.firstIndex(of: UInt8(ascii: "?")).map { Array(target[..<$0]) } ?? target
+        return context.settings.access.check(request, path: path, client: client)
     }
 
     private func problemHeaders(_ problem: Problem, requestID: String, request: HTTPRequestHead) -> HTTPHeaders {

@@ -40,8 +40,8 @@ extension FloridayProxy {
             ]
             if let admin { metadata["admin"] = "\(admin.localAddress)" }
             logger.notice("started", metadata: metadata)
-            if !proxy.localAddress.isLoopback {
-                logger.warning("listening beyond loopback without inbound restrictions: anyone who can reach \(proxy.localAddress) can act as your organisation")
+            if !proxy.localAddress.isLoopback && proxy.isOpenToAnyClient {
+                logger.warning("listening beyond loopback without allow_clients or inbound_auth: anyone who can reach \(proxy.localAddress) can act as your organisation")
             }
             let reload = onSIGHUP {
                 do {
