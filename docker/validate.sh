@@ -94,7 +94,7 @@ if [ -z "$python" ]; then
 else
     # Prints "ok ..." / "FAIL ..." lines; counted below.
     "$python" - "$root" "${resolved:-}" >"$tmp/checks.txt" 2>&1 <<'PYTHON'
-import fnmatch, glob, os, re, sys
+import glob, os, re, sys
 
 root, resolved = sys.argv[1], sys.argv[2]
 os.chdir(root)
@@ -104,13 +104,11 @@ def fail(msg): print("FAIL  " + msg)
 
 # --- Dockerfile --------------------------------------------------------------------
 text = open("docker/Dockerfile").read()
-# Join continuation lines; drop comments.
+# Join continuation lines; drop comments and blank lines (also inside a continued one).
 logical, current = [], ""
 for raw in text.splitlines():
     line = raw.strip()
-    if not current and (not line or line.startswith("#")):
-        continue
-    if line.startswith("#"):
+    if not line or line.startswith("#"):
         continue
     if line.endswith("\\"):
         current += line[:-1] + " "
@@ -133,7 +131,7 @@ for ins, rest in instructions:
 def expand(s):
     return re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), s)
 
-froms = [expand(rest.split()[0]) for ins, rest in instructions if ins == "FROM"]
+froms = [expand([w for w in rest.split() if not w.startswith("--")][0]) for ins, rest in instructions if ins == "FROM"]
 if len(froms) >= 2:
     ok("Dockerfile is multi-stage: " + " -> ".join(froms))
 else:
@@ -227,22 +225,24 @@ for stage in stages:
         words = [w for w in rest.split() if not w.startswith("--")]
         if any(w.startswith("--from") for w in rest.split()):
             continue
+        # A source with a wildcard may match nothing (Package.resolved* is optional),
+        # but each COPY must copy something.
         sources = words[:-1]
-        matched_any = False
+        copied = reported = False
         for src in sources:
             wildcard = any(ch in src for ch in "*?[")
             found = sorted(glob.glob(src)) if wildcard else ([src] if os.path.exists(src) else [])
-            if not found:
-                if not wildcard:
-                    fail(f"Dockerfile: COPY {src}: no such file or folder in the repository")
-                continue
+            if not found and not wildcard:
+                fail(f"Dockerfile: COPY {src}: no such file or folder in the repository")
+                reported = True
             for f in found:
                 if ignored(os.path.normpath(f)):
                     fail(f"Dockerfile: COPY {f}: excluded by .dockerignore")
+                    reported = True
                 else:
-                    matched_any = True
+                    copied = True
                     ok(f"Dockerfile: COPY {f} exists and is in the build context")
-        if not matched_any:
+        if not copied and not reported:
             fail(f"Dockerfile: COPY {rest}: nothing to copy")
 
 # Credentials must never reach the build context.
@@ -276,8 +276,11 @@ for var in used:
     else:
         fail(f"docker-compose.yml: ${{{var}}} is not in .env.example")
 
-if resolved:
+try:
     import yaml
+except ImportError:
+    yaml = None
+if resolved and yaml:
     config = yaml.safe_load(open(resolved))
     services = config.get("services", {})
     for name, profiles in (("floriday-proxy", None), ("sandbox", ["sandbox"]), ("floriday-proxy-sandbox", ["sandbox"])):

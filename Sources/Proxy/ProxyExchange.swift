@@ -123,6 +123,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         upstream.sendRequest(head, handler: self)
         writePendingBody()
         if requestBodyComplete { upstream.endRequest() }
+        updateClientBodyFlow()
     }
 
     private func clientBody(_ bytes: UnsafeRawBufferPointer) {
@@ -132,15 +133,13 @@ final class ProxyExchange: UpstreamResponseHandler {
         }
         if state == .sending || state == .relaying, let upstream, !replayable, body.count == bodyBytesWritten {
             // Fast path: straight through, nothing queued.
+            if !body.isEmpty { body.removeAll(keepingCapacity: false); bodyBytesWritten = 0 }
             upstream.writeBody(bytes)
-            if upstream.pendingWriteBytes > Self.highWater { client.pauseBody() }
-            return
+        } else {
+            body.append(contentsOf: bytes)
+            writePendingBody()
         }
-        body.append(contentsOf: bytes)
-        writePendingBody()
-        if body.count - bodyBytesWritten > max(Self.highWater, replayable ? settings.retryBodyLimit : 0) {
-            client.pauseBody()
-        }
+        updateClientBodyFlow()
     }
 
     private func clientBodyEnded() {
@@ -160,8 +159,23 @@ final class ProxyExchange: UpstreamResponseHandler {
         }
     }
 
+    /// Backpressure on the request body: the client is paused while too much of its body waits,
+    /// either unsent (no upstream connection yet) or in the upstream connection's write buffer,
+    /// and resumed as soon as that is no longer so. Re-evaluated after every change, so a pause
+    /// never waits for a drain event that cannot come.
+    private func updateClientBodyFlow() {
+        let unsent = body.count - bodyBytesWritten
+        let inFlight = upstream?.pendingWriteBytes ?? 0
+        let allowance = replayable ? max(Self.highWater, settings.retryBodyLimit) : Self.highWater
+        if unsent > allowance || inFlight > Self.highWater {
+            client.pauseBody()
+        } else {
+            client.resumeBody()
+        }
+    }
+
     func upstreamWritable() {
-        client.resumeBody()
+        updateClientBodyFlow()
     }
 
     // MARK: 4. response filter
@@ -290,7 +304,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         state = .done
         body = []
         context.record(AccessRecord(
-            method: client.request.method, target: target, status: client.responseStatus,
+            method: client.request.method, target: target, status: client.responseStatus != 0 ? client.responseStatus : (problemKind?.status ?? 0),
             bytesIn: client.bytesIn, bytesOut: client.bytesOut, duration: .now - client.startTime,
             upstreamDuration: upstreamDuration, retried: retriedAfter401, client: client.remoteAddress?.ipString ?? "-",
             requestID: requestID, problem: problemKind, clientGone: clientGone), method: client.request.method)

@@ -45,6 +45,9 @@ struct RenderingTests {
               max_connections: 4096
               max_upstream_connections: 64
             shutdown_grace: 20s
+            allow_clients: []
+            inbound_auth: []
+            allow: []
             log:
               level: info
               format: text

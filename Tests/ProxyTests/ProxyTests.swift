@@ -237,6 +237,19 @@ import Testing
         #expect(upload.json["fnv1a64"] as? String == String(expected, radix: 16))
     }
 
+    @Test func bodyThatArrivesBeforeTheUpstreamIsReadyStillFlows() throws {
+        // A fresh proxy: no token, no pooled connection. The body queues until both exist,
+        // the client is paused, and must be resumed even if the queued bytes then go out at once.
+        for size in [3 << 20, 300 << 10] {
+            let h = try Harness()
+            let client = try h.client(timeout: 20)
+            let body = [UInt8](repeating: 0x61, count: size)
+            let response = try client.request("POST", "/suppliers-api-2026v1/upload", body: body)
+            #expect(response.status == 200)
+            #expect(response.json["bodyBytes"] as? Int == size)
+        }
+    }
+
     @Test func bodiesOverTheLimitGet413() throws {
         let h = try Harness { $0.limits.maxBodyBytes = 1000 }
         let client = try h.client()
