@@ -5,15 +5,19 @@
 
 SWIFT ?= swift
 SYSTEM_PACKAGES := libssl-dev libnghttp2-dev pkg-config
+# docker-compose: validates the Compose file statically (no engine needed) during the tests
+TEST_PACKAGES := $(SYSTEM_PACKAGES) docker-compose
 BENCH_PACKAGES := nginx-light wrk curl openssl
 
-.PHONY: all build release test demo deps bench-deps bench latency fuzz clean check-docker
+.PHONY: all build release test demo deps test-deps bench-deps bench latency fuzz soak clean
 
 all: build
 
 # Installs what the build needs with apt-get when run as root; otherwise says what to install.
-deps:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+deps: PACKAGES = $(SYSTEM_PACKAGES)
+test-deps: PACKAGES = $(TEST_PACKAGES)
+deps test-deps:
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -35,9 +39,10 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
-test: deps
+test: test-deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	$(SWIFT) test --skip-build --no-parallel
+	FLORIDAY_PROXY_BIN=$$($(SWIFT) build --show-bin-path)/floriday-proxy bash docker/validate.sh
 
 demo: build
 	$$($(SWIFT) build --show-bin-path)/floriday-proxy demo

@@ -172,7 +172,7 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, @unchecked Sendabl
         handler.handle(exchange)
         // RFC 9110 §10.1.1: a client that sent "Expect: 100-continue" waits for an interim
         // answer before the body; give it one unless the handler already answered finally.
-        if framing != .none, !exchange.responseHeadSent, !exchange.isAborted, head.version == .http1_1,
+        if framing != .none, framing != .contentLength(0), !exchange.responseHeadSent, !exchange.isAborted, head.version == .http1_1,
            let expect = head.headers.firstString("expect"), expect.lowercased() == "100-continue" {
             Self.continueResponse.withUnsafeBytes { stream.write($0) }
         }

@@ -129,7 +129,10 @@ final class SandboxHTTPHandler: HTTPServerHandler, @unchecked Sendable {
             }
             var full = head
             full.body = body
-            self.send(self.state.handle(full, baseURL: self.baseURL), on: exchange)
+            // The metadata names URLs the caller can reach: built from the Host it used, so a
+            // sandbox listening on 0.0.0.0 does not advertise an unreachable 0.0.0.0.
+            let base = head.header("host").map { (self.baseURL.hasPrefix("https") ? "https://" : "http://") + $0 } ?? self.baseURL
+            self.send(self.state.handle(full, baseURL: base), on: exchange)
         }
         if exchange.requestComplete { exchange.onEnd?() }
     }

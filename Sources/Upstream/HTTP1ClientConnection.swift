@@ -184,6 +184,11 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
                 // 1xx: 100 Continue and friends are not relayed; 101 is never asked for.
                 if head.status == 101 { throw UpstreamError.invalidResponse("unexpected 101 Switching Protocols") }
                 if head.status < 200 { continue }
+                if let codings = head.headers.firstString("transfer-encoding"), codings.lowercased() != "chunked" {
+                    // Codings beyond chunked (gzip, ...) would reach the client undeclared once the
+                    // hop-by-hop Transfer-Encoding is dropped; refuse rather than relay them.
+                    throw UpstreamError.invalidResponse("transfer coding \"\(codings)\" is not relayed")
+                }
                 responseHeadSeen = true
                 if !head.keepAlive || parser.bodyFraming == .untilClose { keepAlive = false }
                 arm(timeouts.bodyStall, phase: "reading the response body")
