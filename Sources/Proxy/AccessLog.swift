@@ -28,6 +28,8 @@ public struct AccessLog: Sendable {
     }
 
     public func record(_ record: AccessRecord) {
+        // Building the line costs more than proxying a small request: skip it unless it is logged.
+        guard logger.logLevel <= .info else { return }
         var path = record.target
         if !includeQuery, let question = path.firstIndex(of: UInt8(ascii: "?")) { path = Array(path[..<question]) }
         var metadata: Logger.Metadata = [

@@ -10,8 +10,11 @@ public final class ProxyMetrics: @unchecked Sendable {
     private let upstreamDuration: CoreMetrics.Timer
     private let bytesIn: Counter
     private let bytesOut: Counter
-    /// Per (method, status class): created on first use, then reused.
-    private let requestCounters = Locked<[String: Counter]>([:])
+    /// Per (method, status class), indexed `method * 7 + class`: made up front, so counting a
+    /// request is an array lookup, not a lock and a dictionary.
+    private let requestCounters: [Counter]
+    private static let methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER"]
+    private static let statusClasses = ["none", "1xx", "2xx", "3xx", "4xx", "5xx", "other"]
     private let errorCounters = Locked<[String: Counter]>([:])
     private let retryCounters: [Bool: Counter]
     private let tokenCounters = Locked<[String: Counter]>([:])
@@ -22,6 +25,13 @@ public final class ProxyMetrics: @unchecked Sendable {
         upstreamDuration = Timer(label: "floriday_proxy_upstream_duration_seconds", dimensions: [], factory: factory)
         bytesIn = Counter(label: "floriday_proxy_received_bytes_total", dimensions: [], factory: factory)
         bytesOut = Counter(label: "floriday_proxy_sent_bytes_total", dimensions: [], factory: factory)
+        var counters: [Counter] = []
+        for method in Self.methods {
+            for statusClass in Self.statusClasses {
+                counters.append(Counter(label: "floriday_proxy_requests_total", dimensions: [("method", method), ("status_class", statusClass)], factory: factory))
+            }
+        }
+        requestCounters = counters
         retryCounters = [
             true: Counter(label: "floriday_proxy_401_retries_total", dimensions: [("outcome", "success")], factory: factory),
             false: Counter(label: "floriday_proxy_401_retries_total", dimensions: [("outcome", "failure")], factory: factory),
@@ -31,16 +41,9 @@ public final class ProxyMetrics: @unchecked Sendable {
     /// One finished request.
     func requestFinished(method: String, status: Int, duration: Duration, upstream: Duration?, bytesIn: Int, bytesOut: Int) {
         // Unusual methods share one label value so a client cannot grow the label set at will.
-        let methodLabel = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].contains(method) ? method : "OTHER"
-        let statusClass = status == 0 ? "none" : "\(status / 100)xx"
-        let key = methodLabel + " " + statusClass
-        let counter = requestCounters.withLock { counters in
-            if let counter = counters[key] { return counter }
-            let counter = Counter(label: "floriday_proxy_requests_total", dimensions: [("method", methodLabel), ("status_class", statusClass)], factory: factory)
-            counters[key] = counter
-            return counter
-        }
-        counter.increment()
+        let methodIndex = Self.methods.firstIndex(of: method) ?? Self.methods.count - 1
+        let classIndex = status == 0 ? 0 : (100..<600).contains(status) ? status / 100 : Self.statusClasses.count - 1
+        requestCounters[methodIndex * Self.statusClasses.count + classIndex].increment()
         requestDuration.recordNanoseconds(duration.nanoseconds)
         if let upstream { upstreamDuration.recordNanoseconds(upstream.nanoseconds) }
         if bytesIn > 0 { self.bytesIn.increment(by: bytesIn) }
