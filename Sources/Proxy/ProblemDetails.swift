@@ -135,7 +135,7 @@ public struct Problem: Error, Sendable, Equatable {
 }
 
 /// JSON string literal with the escapes RFC 8259 §7 requires.
-func jsonString(_ text: String) -> String {
+public func jsonString(_ text: String) -> String {
     var out = "\""
     for scalar in text.unicodeScalars {
         switch scalar {

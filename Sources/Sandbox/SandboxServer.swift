@@ -1,4 +1,3 @@
-import Foundation
 import EventLoop
 import HTTP1
 import HTTPServer
@@ -121,10 +120,13 @@ final class SandboxHTTPHandler: HTTPServerHandler, @unchecked Sendable {
                     self.send(refusal, on: exchange)
                     return
                 }
-                let json = "{\"method\":\"\(head.method)\",\"target\":\(jsonQuoted(head.target)),\"bodyBytes\":\(sink.count),\"fnv1a64\":\"\(String(sink.hash, radix: 16))\"}"
+                let json = JSONValue.object([
+                    ("method", .string(head.method)), ("target", .string(head.target)),
+                    ("bodyBytes", .int(sink.count)), ("fnv1a64", .string(String(sink.hash, radix: 16))),
+                ])
                 var responseHeaders = HTTPHeaders()
                 responseHeaders.add("Content-Type", "application/json; charset=utf-8")
-                exchange.respond(status: 200, headers: responseHeaders, body: Array(json.utf8))
+                exchange.respond(status: 200, headers: responseHeaders, body: json.bytes)
                 return
             }
             var full = head
@@ -154,7 +156,7 @@ final class SandboxHTTPHandler: HTTPServerHandler, @unchecked Sendable {
         case .delay:
             let milliseconds = Int(query["ms"] ?? "") ?? 1000
             exchange.loop.schedule(after: .milliseconds(milliseconds)) {
-                exchange.respond(status: 200, headers: HTTPHeaders([("Content-Type", "application/json")]), body: Array("{\"delayedMs\":\(milliseconds)}".utf8))
+                exchange.respond(status: 200, headers: HTTPHeaders([("Content-Type", "application/json")]), body: JSONValue.object([("delayedMs", .int(milliseconds))]).bytes)
             }
         case .bytes:
             let size = Int(query["size"] ?? "") ?? 0
@@ -223,17 +225,4 @@ final class BodySink {
         }
         hash = h
     }
-}
-
-private func jsonQuoted(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out + "\""
 }

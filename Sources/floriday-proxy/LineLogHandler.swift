@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Proxy
 
 /// One line per event on standard error: `text` for people, `json` for log collectors.
 struct LineLogHandler: LogHandler {
@@ -48,16 +49,5 @@ struct LineLogHandler: LogHandler {
         return text.contains(" ") || text.isEmpty ? quote(text) : text
     }
 
-    static func quote(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    static func quote(_ text: String) -> String { jsonString(text) }
 }
