@@ -86,7 +86,9 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
         }
         requestSent = true
         stream.write(scratch)
-        arm(timeouts.response, phase: "waiting for the response")
+        // The response timeout counts from the end of the request (endRequest); while the
+        // body is still being sent, the bound is progress (body stall).
+        arm(timeouts.bodyStall, phase: "sending the request")
     }
 
     public func writeBody(_ bytes: UnsafeRawBufferPointer) {
@@ -101,6 +103,7 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
         } else {
             stream.write(bytes)
         }
+        if !responseHeadSeen { arm(timeouts.bodyStall, phase: "sending the request body") }
     }
 
     public func endRequest() {
@@ -208,6 +211,7 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
     }
 
     public func streamDidDrain() {
+        if handler != nil && !requestEnded && !responseHeadSeen { arm(timeouts.bodyStall, phase: "sending the request body") }
         handler?.upstreamWritable()
     }
 

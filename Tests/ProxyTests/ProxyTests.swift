@@ -210,9 +210,15 @@ import Testing
         let size = 50 << 20
         var received = 0
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        let download = try client.readResponseAfter("GET /suppliers-api-2026v1/_sandbox/bytes?size=\(size) HTTP/1.1\r\nHost: p\r\n\r\n") { bytes in
-            received += bytes.count
-            hash = fnv1a64(bytes, seed: hash)
+        let download: TestClient.Response
+        do {
+            download = try client.readResponseAfter("GET /suppliers-api-2026v1/_sandbox/bytes?size=\(size) HTTP/1.1\r\nHost: p\r\n\r\n") { bytes in
+                received += bytes.count
+                hash = fnv1a64(bytes, seed: hash)
+            }
+        } catch {
+            Issue.record("download failed after \(received) bytes: \(error)")
+            throw error
         }
         #expect(download.status == 200)
         #expect(received == size)
@@ -227,11 +233,22 @@ import Testing
         sent = 0
         while sent < size {
             let n = min(pattern.count, size - sent)
-            try client.send(Array(String(n, radix: 16).utf8) + [13, 10] + pattern[0..<n] + [13, 10])
+            do {
+                try client.send(Array(String(n, radix: 16).utf8) + [13, 10] + pattern[0..<n] + [13, 10])
+            } catch {
+                Issue.record("upload send failed after \(sent) bytes: \(error)")
+                throw error
+            }
             sent += n
         }
         try client.send("0\r\n\r\n")
-        let upload = try client.readResponse()
+        let upload: TestClient.Response
+        do {
+            upload = try client.readResponse()
+        } catch {
+            Issue.record("upload response failed after sending \(sent) bytes: \(error)")
+            throw error
+        }
         #expect(upload.status == 200)
         #expect(upload.json["bodyBytes"] as? Int == size)
         #expect(upload.json["fnv1a64"] as? String == String(expected, radix: 16))
@@ -248,6 +265,21 @@ import Testing
             #expect(response.status == 200)
             #expect(response.json["bodyBytes"] as? Int == size)
         }
+    }
+
+    @Test func theResponseTimeoutCountsFromTheEndOfTheRequest() throws {
+        // An upload that takes longer than `timeouts.request` is not a timeout while it progresses.
+        let h = try Harness { $0.timeouts.request = .milliseconds(400) }
+        let client = try h.client()
+        let piece = [UInt8](repeating: 0x62, count: 64 * 1024)
+        try client.send("POST /suppliers-api-2026v1/slow-upload HTTP/1.1\r\nHost: p\r\nContent-Length: \(piece.count * 8)\r\n\r\n")
+        for _ in 0..<8 {
+            try client.send(piece)
+            Thread.sleep(forTimeInterval: 0.15)
+        }
+        let response = try client.readResponse()
+        #expect(response.status == 200)
+        #expect(response.json["bodyBytes"] as? Int == piece.count * 8)
     }
 
     @Test func bodiesOverTheLimitGet413() throws {

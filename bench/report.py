@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Renders bench/out/ (written by bench.sh) as the Markdown of bench/results.md, on stdout.
+
+usage: report.py OUT_DIR
+"""
+import csv
+import os
+import sys
+
+out = sys.argv[1]
+
+
+def read_tsv(name):
+    path = os.path.join(out, name)
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+meta = {}
+with open(os.path.join(out, "meta.env")) as f:
+    for line in f:
+        key, _, value = line.rstrip("\n").partition("=")
+        meta[key] = value
+
+rows = read_tsv("results.tsv")
+memory = read_tsv("memory.tsv")
+
+TARGETS = {
+    "A": "A upstream direct (TLS)",
+    "B": "B nginx proxy",
+    "C": "C floriday-proxy",
+    "B-log": "B nginx proxy, access_log on",
+    "C-info": "C floriday-proxy, log level info",
+}
+
+
+def num(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def ms(us):
+    v = num(us)
+    return "—" if v is None else f"{v / 1000:.2f}"
+
+
+def mib(kb):
+    v = num(kb)
+    return "—" if v is None else f"{v / 1024:.1f}"
+
+
+def plain(value, digits=3):
+    v = num(value)
+    return "—" if v is None else f"{v:.{digits}f}"
+
+
+def ratio(c, b, digits=2):
+    c, b = num(c), num(b)
+    if c is None or b is None or b == 0:
+        return "—"
+    return f"{c / b:.{digits}f}"
+
+
+def errors(row):
+    e, s = int(row["errors"]), int(row["non2xx"])
+    return "0" if e == 0 and s == 0 else f"{e} io, {s} non-2xx"
+
+
+HEADER = ("| conns | method | target | req/s | p50 ms | p99 ms | max RSS MiB | CPU s / 10k req | errors |\n"
+          "|---:|---|---|---:|---:|---:|---:|---:|---|")
+
+
+def line(row):
+    return (f"| {row['conns']} | {row['method']} | {TARGETS[row['target']]} | {int(float(row['rps'])):,} | "
+            f"{ms(row['p50_us'])} | {ms(row['p99_us'])} | {mib(row['hwm_kb'])} | {plain(row['cpu_s_per_10k'])} | {errors(row)} |")
+
+
+def ratio_line(c, b):
+    return (f"| | | **C/B** | **{ratio(c['rps'], b['rps'])}** | **{ratio(c['p50_us'], b['p50_us'])}** | "
+            f"**{ratio(c['p99_us'], b['p99_us'])}** | **{ratio(c['hwm_kb'], b['hwm_kb'])}** | "
+            f"**{ratio(c['cpu_s_per_10k'], b['cpu_s_per_10k'])}** | |")
+
+
+print("# Benchmark results: floriday-proxy against nginx")
+print()
+print(f"- Date: {meta.get('date')}; commit {meta.get('commit')}")
+print(f"- Machine: {meta.get('cores')} cores ({meta.get('cpu')}), {meta.get('memory')}, {meta.get('os')}, {meta.get('kernel')}")
+print(f"- Versions: {meta.get('swift')}; nginx {meta.get('nginx')}; {meta.get('wrk')}; {meta.get('openssl')}")
+print(f"- Load: wrk, {meta.get('threads')} threads, {meta.get('duration')} s per run, keep-alive; "
+      "A/B/C interleaved per step (order rotating). GET answers 1 KiB of JSON; POST sends 4 KiB.")
+print("- Everything (wrk, upstream nginx, the proxy under test, the IDM) shares the same cores over loopback:"
+      " req/s measures the whole system, CPU s / 10k req the proxy alone.")
+print("- floriday-proxy at log level warning and nginx with `access_log off` in this table (logging: see below).")
+print("- max RSS: VmHWM (peak since start, so it only grows from row to row); for nginx the sum over master + 2 workers."
+      " CPU: utime + stime of the same processes during the run. A has no proxy process.")
+print()
+print(HEADER)
+main = [r for r in rows if r["section"] == "main"]
+steps = []
+for r in main:
+    key = (r["conns"], r["method"])
+    if key not in steps:
+        steps.append(key)
+for key in steps:
+    by_target = {r["target"]: r for r in main if (r["conns"], r["method"]) == key}
+    for t in ("A", "B", "C"):
+        if t in by_target:
+            print(line(by_target[t]))
+    if "B" in by_target and "C" in by_target:
+        print(ratio_line(by_target["C"], by_target["B"]))
+print()
+print("C/B: below 1 is better for floriday-proxy in every column except req/s.")
+
+logging_rows = {r["target"]: r for r in rows if r["section"] == "logging"}
+if logging_rows:
+    print()
+    print("## With access logging (GET, 64 connections)")
+    print()
+    print("floriday-proxy at `log.level: info` (one access line per request, text format, stderr to a file);"
+          " nginx B with `access_log` to a file (combined format). Separate processes, run after the main table.")
+    print()
+    print(HEADER)
+    for t in ("B-log", "C-info"):
+        if t in logging_rows:
+            print(line(logging_rows[t]))
+    if "B-log" in logging_rows and "C-info" in logging_rows:
+        print(ratio_line(logging_rows["C-info"], logging_rows["B-log"]))
+    base = {r["target"]: r for r in main if r["conns"] == "64" and r["method"] == "GET"}
+    if "C" in base and "C-info" in logging_rows:
+        c, ci = base["C"], logging_rows["C-info"]
+        print()
+        print(f"Logging at info costs floriday-proxy {plain(num(ci['cpu_s_per_10k']) - num(c['cpu_s_per_10k']))} CPU s per 10k requests"
+              f" ({ratio(ci['cpu_s_per_10k'], c['cpu_s_per_10k'])}× the warning-level figure) and changes req/s by a factor of"
+              f" {ratio(ci['rps'], c['rps'])}.")
+
+if memory:
+    print()
+    print("## Memory")
+    print()
+    print(f"RSS of the proxy process(es): at rest, and with {meta.get('idle_connections')} idle keep-alive client connections"
+          " (each has sent one GET and read the whole response; all open at once).")
+    print()
+    print("| target | state | RSS MiB | peak (VmHWM) MiB |")
+    print("|---|---|---:|---:|")
+    for m in memory:
+        print(f"| {TARGETS[m['target']]} | {m['state']} | {mib(m['rss_kb'])} | {mib(m['hwm_kb'])} |")
+    for t in ("C", "B"):
+        before = [m for m in memory if m["target"] == t and m["state"].startswith("before")]
+        held = [m for m in memory if m["target"] == t and m["state"].startswith("holding")]
+        if before and held:
+            n = int(meta.get("idle_connections", "0") or 0)
+            delta = num(held[0]["rss_kb"]) - num(before[0]["rss_kb"])
+            if n:
+                print()
+                print(f"{TARGETS[t]}: {delta / 1024:.1f} MiB for {n} idle connections = {delta * 1024 / n / 1024:.1f} KiB per connection.")
+
+if meta.get("long") == "1":
+    soak = read_tsv("soak-rss.tsv")
+    samples = []
+    path = os.path.join(out, "soak-samples.tsv")
+    if os.path.exists(path):
+        with open(path) as f:
+            for raw in f:
+                parts = raw.split()
+                if len(parts) == 2:
+                    samples.append((int(parts[0]), int(parts[1])))
+    soak_rows = [r for r in rows if r["section"] == "soak"]
+    if soak_rows and samples:
+        total = sum(int(r["requests"]) for r in soak_rows)
+        seconds = sum(float(r["seconds"]) for r in soak_rows)
+        errs = sum(int(r["errors"]) + int(r["non2xx"]) for r in soak_rows)
+        warm = [s for s in samples if s[0] >= 10] or samples
+        first, last = warm[0][1], warm[-1][1]
+        low, high = min(s[1] for s in warm), max(s[1] for s in warm)
+        growth = last - first
+        flat = abs(growth) <= max(2048, 0.05 * first)
+        print()
+        print("## Soak (LONG=1)")
+        print()
+        print(f"{total:,} GET requests against floriday-proxy at 64 connections in {seconds:.0f} s"
+              f" ({total / seconds:,.0f} req/s), {errs} errors; RSS sampled every 2 s ({len(samples)} samples).")
+        print()
+        print("| | RSS MiB |")
+        print("|---|---:|")
+        print(f"| first sample | {samples[0][1] / 1024:.1f} |")
+        print(f"| after 10 s warm-up | {first / 1024:.1f} |")
+        print(f"| min / max after warm-up | {low / 1024:.1f} / {high / 1024:.1f} |")
+        print(f"| last sample | {last / 1024:.1f} |")
+        print()
+        verdict = "flat" if flat else "NOT flat"
+        print(f"After warm-up RSS changed by {growth / 1024:+.1f} MiB: **{verdict}** (flat = within 2 MiB or 5%)."
+              " Samples: bench/out/soak-samples.tsv.")
