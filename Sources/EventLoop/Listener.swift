@@ -16,6 +16,7 @@ public final class Listener: @unchecked Sendable {
     private let active = Locked(0)
     private var suspended = false
     private var closed = false
+    private var started = false
     private var retryTimer: LoopTimer?
 
     /// `onAccept` runs on the new connection's loop; the receiver must call `connectionClosed()`
@@ -37,7 +38,11 @@ public final class Listener: @unchecked Sendable {
     }
 
     public func start() {
-        source.activate()
+        acceptLoop.executeSoon { [self] in
+            guard !started, !closed else { return }
+            started = true
+            source.activate()
+        }
     }
 
     public var activeConnections: Int { active.withLock { $0 } }
@@ -65,6 +70,7 @@ public final class Listener: @unchecked Sendable {
             closed = true
             retryTimer?.cancel()
             source.cancel()
+            if !started { started = true; source.activate() }
             if suspended { suspended = false; source.resume() }
         }
     }
@@ -121,6 +127,7 @@ public final class Listener: @unchecked Sendable {
         if !closed {
             closed = true
             source.cancel()
+            if !started { source.activate() }   // an inactive source must not be released
             if suspended { source.resume() }
         }
     }
