@@ -16,14 +16,62 @@ public final class EventLoop: @unchecked Sendable {
 
     private let queueKey = DispatchSpecificKey<ObjectIdentifier>()
 
+    /// How often due timers are looked for. Every timeout in the proxy is a second or more,
+    /// so a coarse tick costs no precision that matters.
+    public static let timerResolution: Duration = .milliseconds(25)
+    /// Armed timers (loop-confined). They hold their timer alive until it fires or is disarmed.
+    private var armedTimers = Set<LoopTimer>()
+    private let tick: DispatchSourceTimer
+    private var tickRunning = false
+
     init(index: Int, target: DispatchQueue?, readBufferSize: Int) {
         self.index = index
         self.queue = DispatchQueue(label: "floriday-proxy.loop.\(index)", qos: .userInitiated, target: target)
         self.readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readBufferSize, alignment: 16)
+        self.tick = DispatchSource.makeTimerSource(flags: [], queue: queue)
         queue.setSpecific(key: queueKey, value: ObjectIdentifier(self))
+        tick.setEventHandler { [unowned self] in self.fireDueTimers() }
+        tick.schedule(deadline: .distantFuture, repeating: .never)
+        tick.activate()
     }
 
-    deinit { readBuffer.deallocate() }
+    // MARK: Timers (see LoopTimer)
+
+    func arm(_ timer: LoopTimer) {
+        assertInLoop()
+        armedTimers.insert(timer)
+        if !tickRunning {
+            // The one time the tick source is touched: when the first timer arms.
+            tickRunning = true
+            tick.schedule(deadline: .now() + Self.timerResolution.dispatchInterval, repeating: Self.timerResolution.dispatchInterval, leeway: .milliseconds(5))
+        }
+    }
+
+    func disarm(_ timer: LoopTimer) {
+        assertInLoop()
+        armedTimers.remove(timer)
+    }
+
+    private func fireDueTimers() {
+        guard !armedTimers.isEmpty else {
+            // Nothing armed: park the tick until a timer arms again.
+            tickRunning = false
+            tick.schedule(deadline: .distantFuture, repeating: .never)
+            return
+        }
+        let now = DispatchTime.now().uptimeNanoseconds
+        var due: [LoopTimer] = []
+        for timer in armedTimers where timer.deadline <= now { due.append(timer) }
+        for timer in due {
+            armedTimers.remove(timer)
+            timer.fire()
+        }
+    }
+
+    deinit {
+        tick.cancel()
+        readBuffer.deallocate()
+    }
 
     /// True when the caller runs on this loop's queue.
     public var inLoop: Bool { DispatchQueue.getSpecific(key: queueKey) == ObjectIdentifier(self) }

@@ -1,38 +1,35 @@
 import Dispatch
 
-/// A reusable timer on a loop, backed by one `DispatchSourceTimer` for its whole life.
+/// A reusable timer on a loop.
 ///
 /// Connections keep one and move its deadline as their state changes (head timeout, idle
-/// timeout, upstream response timeout), which is far cheaper than a source per wait.
-/// Not thread-safe: use it on its loop only.
+/// timeout, upstream response timeout), often several times per request. Moving the deadline
+/// of a `DispatchSourceTimer` on Linux wakes libdispatch's manager thread every time, which
+/// cost more than proxying a small request; so a timer here is only a deadline in its loop's
+/// timer set, and one coarse per-loop tick (`EventLoop.timerResolution`) fires what is due.
+/// Not thread-safe: use it on its loop only (except `init`).
 public final class LoopTimer: @unchecked Sendable {
-    private let source: DispatchSourceTimer
-    private var activated = false
+    private let loop: EventLoop
+    private let handler: () -> Void
+    /// Uptime nanoseconds; meaningful while armed.
+    var deadline: UInt64 = 0
     private var cancelled = false
     public private(set) var isArmed = false
 
     public init(loop: EventLoop, handler: @escaping () -> Void) {
-        let handler = UncheckedSendable(handler)
-        source = DispatchSource.makeTimerSource(flags: [], queue: loop.queue)
-        source.setEventHandler { [weak self] in
-            guard let self, !self.cancelled, self.isArmed else { return }
-            self.isArmed = false
-            handler.value()
-        }
+        self.loop = loop
+        self.handler = handler
     }
 
-    deinit {
-        cancel()
-    }
-
-    /// Fires `handler` once after `delay` (replacing any earlier deadline).
+    /// Fires `handler` once after `delay` (replacing any earlier deadline). Cheap: no system call.
     public func schedule(after delay: Duration) {
         guard !cancelled else { return }
-        isArmed = true
-        source.schedule(deadline: .now() + delay.dispatchInterval, repeating: .never, leeway: .milliseconds(5))
-        if !activated {
-            activated = true
-            source.activate()
+        let nanoseconds = delay.components.seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        let offset = nanoseconds.overflow ? UInt64.max / 2 : UInt64(max(0, nanoseconds.partialValue + delay.components.attoseconds / 1_000_000_000))
+        deadline = DispatchTime.now().uptimeNanoseconds &+ offset
+        if !isArmed {
+            isArmed = true
+            loop.arm(self)
         }
     }
 
@@ -40,20 +37,24 @@ public final class LoopTimer: @unchecked Sendable {
     public func disarm() {
         guard isArmed else { return }
         isArmed = false
-        source.schedule(deadline: .distantFuture, repeating: .never)
+        loop.disarm(self)
     }
 
     /// Ends the timer for good.
     public func cancel() {
-        guard !cancelled else { return }
         cancelled = true
-        isArmed = false
-        // A source that was never activated must be activated before release (libdispatch
-        // crashes on releasing an inactive object); cancelling first keeps it from firing.
-        source.cancel()
-        if !activated {
-            activated = true
-            source.activate()
-        }
+        disarm()
     }
+
+    /// Called by the loop's tick when the deadline has passed.
+    func fire() {
+        guard isArmed, !cancelled else { return }
+        isArmed = false
+        handler()
+    }
+}
+
+extension LoopTimer: Hashable {
+    public static func == (lhs: LoopTimer, rhs: LoopTimer) -> Bool { lhs === rhs }
+    public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
 }
