@@ -5,17 +5,18 @@ public enum HeaderRewrite {
     /// Hop-by-hop fields (RFC 9110 §7.6.1): they describe one connection, not the message,
     /// and must not be forwarded. `Proxy-Connection` and `Keep-Alive` are the non-standard
     /// but widespread ones; `TE` goes too because trailers are not relayed.
-    static let hopByHop: Set<String> = [
+    static let hopByHop = [
         "connection", "proxy-connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
         "te", "trailer", "transfer-encoding", "upgrade",
     ]
 
     /// Removes hop-by-hop fields and every field the `Connection` header names (§7.6.1).
+    /// Runs on every request and response: compares bytes in place, allocates nothing
+    /// unless a `Connection` header names extra fields.
     public static func removeHopByHop(_ headers: inout HTTPHeaders) {
-        let named = Set(headers.connectionTokens())
+        let named = headers.contains("connection") ? headers.connectionTokens() : []
         headers.removeAll { field in
-            let name = field.nameString.lowercased()
-            return hopByHop.contains(name) || named.contains(name)
+            hopByHop.contains(where: field.hasName) || named.contains(where: field.hasName)
         }
     }
 

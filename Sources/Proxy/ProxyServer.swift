@@ -280,9 +280,17 @@ final class ProxyHandler: HTTPServerHandler {
            given.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
             return String(decoding: given, as: UTF8.self)
         }
-        var bytes = (UInt64.random(in: .min ... .max), UInt64.random(in: .min ... .max))
-        return withUnsafeBytes(of: &bytes) { raw in
-            raw.map { String($0 >> 4, radix: 16) + String($0 & 0x0F, radix: 16) }.joined()
+        // 128 random bits as 32 hex digits, written straight into the string's storage.
+        var random = (UInt64.random(in: .min ... .max), UInt64.random(in: .min ... .max))
+        let digits: StaticString = "0123456789abcdef"
+        return withUnsafeBytes(of: &random) { raw in
+            String(unsafeUninitializedCapacity: 32) { buffer in
+                for (index, byte) in raw.enumerated() {
+                    buffer[2 * index] = digits.utf8Start[Int(byte >> 4)]
+                    buffer[2 * index + 1] = digits.utf8Start[Int(byte & 0x0F)]
+                }
+                return 32
+            }
         }
     }
 }
