@@ -3,6 +3,10 @@ import Logging
 import Proxy
 
 /// One line per event on standard error: `text` for people, `json` for log collectors.
+///
+/// The access log writes a line per request, so this is on the hot path: the line is built
+/// as bytes in one buffer and handed to `write(2)` whole (one system call, never interleaved
+/// with another line), without Foundation formatting.
 struct LineLogHandler: LogHandler {
     enum Format { case text, json }
 
@@ -19,35 +23,76 @@ struct LineLogHandler: LogHandler {
     func log(event: LogEvent) {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { $1 } }
-        let time = Self.timestamp()
-        var line: String
+        var line: [UInt8] = []
+        line.reserveCapacity(256)
+        let keys = merged.keys.sorted()
         switch format {
         case .text:
-            line = "\(time) \(event.level.rawValue.uppercased()) \(event.message)"
-            for key in merged.keys.sorted() { line += " \(key)=\(Self.textValue(merged[key]!))" }
+            Self.appendTimestamp(to: &line)
+            line.append(0x20)
+            line.append(contentsOf: event.level.rawValue.uppercased().utf8)
+            line.append(0x20)
+            line.append(contentsOf: "\(event.message)".utf8)
+            for key in keys {
+                line.append(0x20)
+                line.append(contentsOf: key.utf8)
+                line.append(UInt8(ascii: "="))
+                let value = "\(merged[key]!)"
+                if value.isEmpty || value.utf8.contains(0x20) || value.utf8.contains(UInt8(ascii: "\"")) {
+                    line.append(contentsOf: jsonString(value).utf8)
+                } else {
+                    line.append(contentsOf: value.utf8)
+                }
+            }
         case .json:
-            line = "{\"time\":\"\(time)\",\"level\":\"\(event.level.rawValue)\",\"msg\":\(Self.quote("\(event.message)"))"
-            for key in merged.keys.sorted() { line += ",\(Self.quote(key)):\(Self.quote("\(merged[key]!)"))" }
-            line += "}"
+            line.append(contentsOf: #"{"time":""#.utf8)
+            Self.appendTimestamp(to: &line)
+            line.append(contentsOf: #"","level":""#.utf8)
+            line.append(contentsOf: event.level.rawValue.utf8)
+            line.append(contentsOf: #"","msg":"#.utf8)
+            line.append(contentsOf: jsonString("\(event.message)").utf8)
+            for key in keys {
+                line.append(UInt8(ascii: ","))
+                line.append(contentsOf: jsonString(key).utf8)
+                line.append(UInt8(ascii: ":"))
+                line.append(contentsOf: jsonString("\(merged[key]!)").utf8)
+            }
+            line.append(UInt8(ascii: "}"))
         }
-        line += "\n"
-        FileHandle.standardError.write(Data(line.utf8))
+        line.append(0x0A)
+        line.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let written = Glibc.write(2, raw.baseAddress! + offset, raw.count - offset)
+                if written <= 0 { if errno == EINTR { continue }; return }
+                offset += written
+            }
+        }
     }
 
-    static func timestamp() -> String {
+    /// RFC 3339 UTC with milliseconds, e.g. 2026-11-29T05:25:11.160Z.
+    static func appendTimestamp(to line: inout [UInt8]) {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
-        var tm = tm()
         var seconds = now.tv_sec
-        gmtime_r(&seconds, &tm)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                      tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1_000_000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func digits(_ value: Int, _ width: Int) {
+            var divisor = 1
+            for _ in 1..<width { divisor *= 10 }
+            var rest = value
+            while divisor > 0 {
+                line.append(UInt8(ascii: "0") + UInt8(rest / divisor))
+                rest %= divisor
+                divisor /= 10
+            }
+        }
+        digits(Int(parts.tm_year) + 1900, 4); line.append(UInt8(ascii: "-"))
+        digits(Int(parts.tm_mon) + 1, 2); line.append(UInt8(ascii: "-"))
+        digits(Int(parts.tm_mday), 2); line.append(UInt8(ascii: "T"))
+        digits(Int(parts.tm_hour), 2); line.append(UInt8(ascii: ":"))
+        digits(Int(parts.tm_min), 2); line.append(UInt8(ascii: ":"))
+        digits(Int(parts.tm_sec), 2); line.append(UInt8(ascii: "."))
+        digits(Int(now.tv_nsec) / 1_000_000, 3); line.append(UInt8(ascii: "Z"))
     }
-
-    static func textValue(_ value: Logger.MetadataValue) -> String {
-        let text = "\(value)"
-        return text.contains(" ") || text.isEmpty ? quote(text) : text
-    }
-
-    static func quote(_ text: String) -> String { jsonString(text) }
 }
