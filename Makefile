@@ -54,5 +54,13 @@ latency: release bench-deps
 bench: release bench-deps
 	bash bench/bench.sh
 
+# libFuzzer on the HTTP/1.1 parsers (SECONDS, default 600).
+fuzz: deps
+	bash fuzz/run.sh $(or $(SECONDS),600)
+
+# Mixed load with injected faults for SECONDS (default 300); checks RSS and fds stay flat.
+soak: deps bench-deps
+	bash scripts/soak.sh $(or $(SECONDS),300)
+
 clean:
 	rm -rf .build
