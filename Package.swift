@@ -6,7 +6,9 @@ import PackageDescription
 //   EventLoop    non-blocking sockets on Dispatch sources, timers, DNS off the loop
 //   TLS          OpenSSL over memory BIOs; a TLS byte stream over a socket
 //   HTTP1        incremental HTTP/1.1 parser and serializer, on bytes
-//   HTTPServer   an HTTP/1.1 server connection with streaming bodies
+//   CNGHTTP2     system library (libnghttp2-dev)
+//   HTTP2        an nghttp2 session on bytes: streams, flow control, frames out
+//   HTTPServer   HTTP/1.1 and HTTP/2 (h2c) server connections with streaming bodies
 //   Upstream     HTTPS client connections and the keep-alive pool
 //   Auth         OAuth2 client-credentials token provider
 //   Config       proxy.yaml + environment + *_FILE secrets, validated
@@ -33,10 +35,12 @@ let package = Package(
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"]), .brew(["openssl@3"])]
         ),
+        .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
         .target(name: "EventLoop"),
         .target(name: "TLS", dependencies: ["COpenSSL", "EventLoop"]),
         .target(name: "HTTP1"),
-        .target(name: "HTTPServer", dependencies: ["EventLoop", "TLS", "HTTP1"]),
+        .target(name: "HTTP2", dependencies: ["CNGHTTP2", "HTTP1"]),
+        .target(name: "HTTPServer", dependencies: ["EventLoop", "TLS", "HTTP1", "HTTP2"]),
         .target(name: "Upstream", dependencies: ["EventLoop", "TLS", "HTTP1"]),
         .target(name: "Auth", dependencies: ["EventLoop", "Upstream", "HTTP1", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
@@ -59,10 +63,11 @@ let package = Package(
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
         .testTarget(name: "TLSTests", dependencies: ["TLS", "EventLoop"]),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
+        .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "HTTP1"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "HTTP1"]),
         .testTarget(name: "ProxyTests", dependencies: [
-            "EventLoop", "TLS", "HTTP1", "HTTPServer", "Upstream", "Auth", "Config", "Proxy", "Admin", "Sandbox",
+            "EventLoop", "TLS", "HTTP1", "HTTP2", "HTTPServer", "Upstream", "Auth", "Config", "Proxy", "Admin", "Sandbox",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),

@@ -1,5 +1,6 @@
 import EventLoop
 import HTTP1
+import HTTP2
 
 /// What a server connection asks of the application above it.
 public protocol HTTPServerHandler: AnyObject {
@@ -18,6 +19,9 @@ public struct HTTPServerSettings: Sendable {
     public var idleTimeout: Duration = .seconds(75)
     /// Time without a body byte in either direction.
     public var bodyStallTimeout: Duration = .seconds(30)
+    /// Whether a cleartext listener also serves HTTP/2 with prior knowledge (RFC 9113 §3.3),
+    /// chosen per connection by its first bytes.
+    public var acceptsHTTP2 = true
     public init() {}
 }
 
@@ -27,10 +31,13 @@ public struct HTTPServerSettings: Sendable {
 /// Requests are handled one after another (RFC 9112 §9.3.2: responses to pipelined requests
 /// go out in order); bytes of a pipelined next request wait, bounded, until the current
 /// response is complete.
-public final class HTTP1ServerConnection: ByteStreamDelegate, @unchecked Sendable {
+///
+/// With `sniffHTTP2`, the first bytes are compared with the HTTP/2 connection preface
+/// (RFC 9113 §3.4); when they are the preface, the stream is handed to an
+/// `HTTP2ServerConnection` together with the bytes already read.
+public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport, @unchecked Sendable {
     public let loop: EventLoop
     public var remoteAddress: SocketAddress? { stream.remoteAddress }
-    var pendingWriteBytes: Int { stream.pendingWriteBytes }
     var closeAfterResponse = false
 
     private let stream: ByteStream
@@ -50,13 +57,21 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, @unchecked Sendabl
     /// Bytes of the current (incomplete) head seen so far: a silent idle connection is closed
     /// quietly, a half-sent head earns a 408.
     private var headStarted = false
+    /// Until the first bytes decide the protocol: the bytes so far, all a prefix of the preface.
+    private var sniffing: Bool
+    private var sniffed: [UInt8] = []
+    private var upgraded: HTTP2ServerConnection?
+    /// Response heads and chunk headers are serialized here (one buffer per connection).
+    private var scratch: [UInt8] = []
     private static let pipelineBufferLimit = 64 * 1024
     private static let continueResponse: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
 
     private enum ReadTimerMode { case firstRequest, head, idle, body, none }
 
-    public init(stream: ByteStream, handler: HTTPServerHandler, settings: HTTPServerSettings, onClose: @escaping () -> Void) {
+    public init(stream: ByteStream, handler: HTTPServerHandler, settings: HTTPServerSettings, sniffHTTP2: Bool = false,
+                onClose: @escaping () -> Void) {
         self.stream = stream
+        self.sniffing = sniffHTTP2
         self.loop = stream.loop
         self.handler = handler
         self.settings = settings
@@ -76,12 +91,20 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, @unchecked Sendabl
     /// Closes the connection when it is between requests; otherwise after the current response.
     public func closeWhenIdle() {
         loop.assertInLoop()
+        if let upgraded {
+            upgraded.closeWhenIdle()
+            return
+        }
         if current == nil && !headStarted { stream.close() } else { closeAfterResponse = true }
     }
 
     // MARK: ByteStreamDelegate
 
     public func streamDidRead(_ bytes: UnsafeRawBufferPointer) {
+        if sniffing {
+            sniff(bytes)
+            return
+        }
         if current != nil && (current!.requestComplete || pausedForPipelining) || !pendingInput.isEmpty {
             // Between the end of this request and the end of its response: keep what the
             // client pipelines, bounded, and keep reading so a client that leaves is noticed.
@@ -109,9 +132,42 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, @unchecked Sendabl
         if let exchange = current, !exchange.responseComplete {
             exchange.deliverAbort(.clientGone(error))
         }
-        current?.connection = nil
+        current?.transport = nil
         current = nil
         onClose()
+    }
+
+    // MARK: HTTP/2 with prior knowledge
+
+    private func sniff(_ bytes: UnsafeRawBufferPointer) {
+        let preface = http2ClientPreface
+        let seen = sniffed.count
+        let compared = min(bytes.count, preface.count - seen)
+        for index in 0..<compared where bytes[index] != preface[seen + index] {
+            // Not HTTP/2: everything read so far is HTTP/1.1.
+            sniffing = false
+            if sniffed.isEmpty {
+                streamDidRead(bytes)
+            } else {
+                let input = sniffed + bytes
+                sniffed = []
+                input.withUnsafeBytes { streamDidRead($0) }
+            }
+            return
+        }
+        if seen + bytes.count < preface.count {
+            sniffed.append(contentsOf: bytes)
+            return
+        }
+        sniffing = false
+        let input = sniffed + bytes
+        sniffed = []
+        closed = true
+        readTimer.cancel()
+        writeTimer.cancel()
+        let connection = HTTP2ServerConnection(stream: stream, handler: handler, settings: settings, onClose: onClose)
+        upgraded = connection
+        input.withUnsafeBytes { connection.start(after: $0) }
     }
 
     // MARK: Parsing
@@ -166,7 +222,7 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, @unchecked Sendabl
     private func requestHeadArrived(_ head: HTTPRequestHead) {
         headStarted = false
         let framing = parser.bodyFraming ?? .none
-        let exchange = ServerExchange(request: head, framing: framing, connection: self)
+        let exchange = ServerExchange(request: head, framing: framing, transport: self, loop: loop, remoteAddress: stream.remoteAddress)
         current = exchange
         setReadTimer(framing == .none ? .none : .body)
         handler.handle(exchange)
@@ -199,7 +255,7 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, @unchecked Sendabl
         HTTP1Serializer.appendResponseHead(head, to: &bytes)
         bytes.append(contentsOf: body)
         stream.write(bytes)
-        current?.connection = nil
+        current?.transport = nil
         current = nil
         stream.close()
     }
@@ -217,18 +273,75 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, @unchecked Sendabl
 
     // MARK: From the exchange
 
-    func wantsKeepAlive(after exchange: ServerExchange) -> Bool {
-        !closeAfterResponse && exchange.request.keepAlive
+    func pendingWriteBytes(for exchange: ServerExchange) -> Int { stream.pendingWriteBytes }
+
+    func writeResponseHead(_ head: HTTPResponseHead, for exchange: ServerExchange) -> Int {
+        var head = head
+        head.version = .http1_1
+        let request = exchange.request
+        let noBody = request.method == "HEAD" || head.status == 204 || head.status == 304 || (100..<200).contains(head.status)
+        if head.status == 204 || head.status == 304 || (100..<200).contains(head.status) {
+            head.headers.remove("content-length")
+            head.headers.remove("transfer-encoding")
+        }
+        if noBody {
+            exchange.responseFraming = .none
+        } else if head.headers.contains("content-length") {
+            exchange.responseFraming = .length
+        } else if request.version == .http1_1 {
+            head.headers.add("Transfer-Encoding", "chunked")
+            exchange.responseFraming = .chunked
+        } else {
+            exchange.responseFraming = .close
+        }
+        let keepAlive = !closeAfterResponse && request.keepAlive && exchange.responseFraming != .close && !head.headers.connectionTokens().contains("close")
+        if !keepAlive {
+            closeAfterResponse = true
+            if !head.headers.connectionTokens().contains("close") { head.headers.add("Connection", "close") }
+        } else if request.version == .http1_0 {
+            head.headers.add("Connection", "keep-alive")
+        }
+        scratch.removeAll(keepingCapacity: true)
+        HTTP1Serializer.appendResponseHead(head, to: &scratch)
+        writeRaw(scratch)
+        return scratch.count
     }
 
-    func writeRaw(_ bytes: UnsafeRawBufferPointer) {
+    func writeResponseBody(_ bytes: UnsafeRawBufferPointer, for exchange: ServerExchange) -> Int {
+        switch exchange.responseFraming {
+        case .none:
+            return 0
+        case .length, .close:
+            writeRaw(bytes)
+        case .chunked:
+            scratch.removeAll(keepingCapacity: true)
+            HTTP1Serializer.appendChunkHeader(size: bytes.count, to: &scratch)
+            writeRaw(scratch)
+            writeRaw(bytes)
+            HTTP1Serializer.chunkTerminator.withUnsafeBytes { writeRaw($0) }
+        }
+        return bytes.count
+    }
+
+    func endResponse(for exchange: ServerExchange) {
+        if exchange.responseFraming == .chunked {
+            HTTP1Serializer.lastChunk.withUnsafeBytes { writeRaw($0) }
+        }
+        exchangeDidComplete(exchange)
+    }
+
+    func abortExchange(_ exchange: ServerExchange) {
+        abortConnection()
+    }
+
+    private func writeRaw(_ bytes: UnsafeRawBufferPointer) {
         stream.write(bytes)
         if stream.pendingWriteBytes > 0 && !writeTimer.isArmed {
             writeTimer.schedule(after: settings.bodyStallTimeout)
         }
     }
 
-    func writeRaw(_ bytes: [UInt8]) {
+    private func writeRaw(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { writeRaw($0) }
     }
 
@@ -246,24 +359,24 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, @unchecked Sendabl
         updateReading()
     }
 
-    func exchangeDidComplete(_ exchange: ServerExchange) {
+    private func exchangeDidComplete(_ exchange: ServerExchange) {
         guard exchange === current else { return }
         exchange.clearHandlers()
         if !exchange.requestComplete || closeAfterResponse {
             // The request body was not read to its end: the connection's framing is lost.
             current = nil
-            exchange.connection = nil
+            exchange.transport = nil
             stream.close()
             return
         }
         current = nil
-        exchange.connection = nil
+        exchange.transport = nil
         if pausedByHandler { pausedByHandler = false; updateReading() }
         setReadTimer(.idle)
         if !parsing { processPendingInput() }
     }
 
-    func abortConnection() {
+    private func abortConnection() {
         current?.clearHandlers()
         stream.abort()
         streamDidClose(.aborted)

@@ -2,7 +2,8 @@ import EventLoop
 import HTTP1
 import TLS
 
-/// Listens on an address and serves HTTP/1.1 (optionally over TLS) with one handler.
+/// Listens on an address and serves HTTP/1.1 (optionally over TLS) with one handler; a
+/// cleartext listener also serves HTTP/2 to clients that start with its preface (h2c).
 public final class HTTPServer: @unchecked Sendable {
     public let group: EventLoopGroup
     public var localAddress: SocketAddress { listener.address }
@@ -30,7 +31,10 @@ public final class HTTPServer: @unchecked Sendable {
                 stream = socket
             }
             var key: ObjectIdentifier?
-            let connection = HTTP1ServerConnection(stream: stream, handler: handler, settings: settings) {
+            // Cleartext connections may open with the HTTP/2 preface (prior knowledge, RFC 9113
+            // §3.3); over TLS, HTTP/2 would need ALPN, which this server does not offer.
+            let connection = HTTP1ServerConnection(stream: stream, handler: handler, settings: settings,
+                                                   sniffHTTP2: tls == nil && settings.acceptsHTTP2) {
                 if let key { _ = connections.withLock { $0.removeValue(forKey: key) } }
                 listenerRef?.connectionClosed()
             }

@@ -32,84 +32,55 @@ public final class ServerExchange: @unchecked Sendable {
     public private(set) var bytesIn = 0
     public private(set) var bytesOut = 0
 
-    weak var connection: HTTP1ServerConnection?
-    private var responseFraming = ResponseFraming.none
-    private var headBuffer: [UInt8] = []
+    /// The connection carrying the exchange (HTTP/1.1 or HTTP/2); nil once it is over.
+    weak var transport: (any ExchangeTransport)?
+    /// HTTP/2 only: the stream, and whether the response carries no body (HEAD, 204, 304).
+    let streamID: Int32
+    var noResponseBody = false
+    /// HTTP/2 only: the consumer paused the body; received bytes not yet acknowledged.
+    var bodyPaused = false
+    var unconsumedBytes = 0
+    /// HTTP/1.1 only: how the response body is framed.
+    var responseFraming = ResponseFraming.none
 
     enum ResponseFraming { case none, length, chunked, close }
 
-    init(request: HTTPRequestHead, framing: HTTP1BodyFraming, connection: HTTP1ServerConnection) {
+    init(request: HTTPRequestHead, framing: HTTP1BodyFraming, transport: any ExchangeTransport, loop: EventLoop,
+         remoteAddress: SocketAddress?, streamID: Int32 = 0) {
         self.request = request
         self.bodyFraming = framing
-        self.connection = connection
-        self.loop = connection.loop
-        self.remoteAddress = connection.remoteAddress
+        self.transport = transport
+        self.loop = loop
+        self.remoteAddress = remoteAddress
+        self.streamID = streamID
         self.startTime = .now
         self.requestComplete = framing == .none || framing == .contentLength(0)
     }
 
     /// Bytes of the response waiting to reach the client.
-    public var pendingWriteBytes: Int { connection?.pendingWriteBytes ?? 0 }
+    public var pendingWriteBytes: Int { transport?.pendingWriteBytes(for: self) ?? 0 }
 
     /// Stops reading the request body (the consumer is slow); `resumeBody` starts it again.
-    public func pauseBody() { connection?.pauseReading(for: self) }
-    public func resumeBody() { connection?.resumeReading(for: self) }
+    public func pauseBody() { transport?.pauseReading(for: self) }
+    public func resumeBody() { transport?.resumeReading(for: self) }
 
-    /// Sends the response head. The body framing follows RFC 9112 §6: a `Content-Length` in
-    /// `head` is used as is; without one the body is chunked for HTTP/1.1 clients and
-    /// delimited by closing the connection for HTTP/1.0 ones. HEAD, 1xx, 204 and 304 carry no body.
+    /// Sends the response head. Over HTTP/1.1 the body framing follows RFC 9112 §6: a
+    /// `Content-Length` in `head` is used as is; without one the body is chunked for HTTP/1.1
+    /// clients and delimited by closing the connection for HTTP/1.0 ones. Over HTTP/2 DATA
+    /// frames delimit it. HEAD, 1xx, 204 and 304 carry no body.
     public func writeHead(_ head: HTTPResponseHead) {
         loop.assertInLoop()
-        guard !responseHeadSent, !isAborted, let connection else { return }
+        guard !responseHeadSent, !isAborted, let transport else { return }
         responseHeadSent = true
         responseStatus = head.status
-        var head = head
-        head.version = .http1_1
-        let noBody = request.method == "HEAD" || head.status == 204 || head.status == 304 || (100..<200).contains(head.status)
-        if head.status == 204 || head.status == 304 || (100..<200).contains(head.status) {
-            head.headers.remove("content-length")
-            head.headers.remove("transfer-encoding")
-        }
-        if noBody {
-            responseFraming = .none
-        } else if head.headers.contains("content-length") {
-            responseFraming = .length
-        } else if request.version == .http1_1 {
-            head.headers.add("Transfer-Encoding", "chunked")
-            responseFraming = .chunked
-        } else {
-            responseFraming = .close
-        }
-        let keepAlive = connection.wantsKeepAlive(after: self) && responseFraming != .close && !head.headers.connectionTokens().contains("close")
-        if !keepAlive {
-            connection.closeAfterResponse = true
-            if !head.headers.connectionTokens().contains("close") { head.headers.add("Connection", "close") }
-        } else if request.version == .http1_0 {
-            head.headers.add("Connection", "keep-alive")
-        }
-        headBuffer.removeAll(keepingCapacity: true)
-        HTTP1Serializer.appendResponseHead(head, to: &headBuffer)
-        bytesOut += headBuffer.count
-        connection.writeRaw(headBuffer)
+        bytesOut += transport.writeResponseHead(head, for: self)
     }
 
     /// Sends body bytes (framed as announced by the head).
     public func writeBody(_ bytes: UnsafeRawBufferPointer) {
         loop.assertInLoop()
-        guard responseHeadSent, !responseComplete, !isAborted, bytes.count > 0, let connection else { return }
-        switch responseFraming {
-        case .none:
-            return
-        case .length, .close:
-            connection.writeRaw(bytes)
-        case .chunked:
-            headBuffer.removeAll(keepingCapacity: true)
-            HTTP1Serializer.appendChunkHeader(size: bytes.count, to: &headBuffer)
-            connection.writeRaw(headBuffer)
-            connection.writeRaw(bytes)
-            HTTP1Serializer.chunkTerminator.withUnsafeBytes { connection.writeRaw($0) }
-        }
-        bytesOut += bytes.count
+        guard responseHeadSent, !responseComplete, !isAborted, bytes.count > 0, let transport else { return }
+        bytesOut += transport.writeResponseBody(bytes, for: self)
     }
 
     public func writeBody(_ bytes: [UInt8]) {
@@ -119,12 +90,9 @@ public final class ServerExchange: @unchecked Sendable {
     /// Completes the response.
     public func end() {
         loop.assertInLoop()
-        guard responseHeadSent, !responseComplete, !isAborted, let connection else { return }
+        guard responseHeadSent, !responseComplete, !isAborted, let transport else { return }
         responseComplete = true
-        if responseFraming == .chunked {
-            HTTP1Serializer.lastChunk.withUnsafeBytes { connection.writeRaw($0) }
-        }
-        connection.exchangeDidComplete(self)
+        transport.endResponse(for: self)
     }
 
     /// Convenience: a whole response at once.
@@ -136,14 +104,15 @@ public final class ServerExchange: @unchecked Sendable {
         end()
     }
 
-    /// Ends the exchange abnormally: the client sees the connection close, which marks a
-    /// response that was under way as broken rather than complete (a chunked stream without
-    /// its last chunk, or fewer bytes than Content-Length).
+    /// Ends the exchange abnormally, so that a response under way looks broken to the client
+    /// rather than complete: over HTTP/1.1 the connection closes (a chunked stream without its
+    /// last chunk, or fewer bytes than Content-Length); over HTTP/2 the stream is reset with
+    /// INTERNAL_ERROR (RFC 9113 §8.1).
     public func abort() {
         loop.assertInLoop()
         guard !isAborted else { return }
         isAborted = true
-        connection?.abortConnection()
+        transport?.abortExchange(self)
     }
 
     // MARK: From the connection
@@ -175,9 +144,10 @@ public final class ServerExchange: @unchecked Sendable {
 }
 
 public enum ServerExchangeError: Error, Sendable, CustomStringConvertible {
-    /// The client closed the connection (or it broke) before the exchange completed.
+    /// The client closed the connection (or it broke, or reset the HTTP/2 stream) before the
+    /// exchange completed.
     case clientGone(StreamError?)
-    /// The request body broke HTTP/1.1 framing rules.
+    /// The request body broke HTTP/1.1 framing rules (or, over HTTP/2, the body size limit).
     case malformedBody(HTTP1ParseError)
     /// No body byte arrived within the body-stall timeout.
     case bodyStalled
@@ -189,4 +159,17 @@ public enum ServerExchangeError: Error, Sendable, CustomStringConvertible {
         case .bodyStalled: return "request body stalled"
         }
     }
+}
+
+/// What an exchange needs from the connection that carries it. Called on the loop only.
+protocol ExchangeTransport: AnyObject {
+    func pendingWriteBytes(for exchange: ServerExchange) -> Int
+    func pauseReading(for exchange: ServerExchange)
+    func resumeReading(for exchange: ServerExchange)
+    /// Sends the head; returns the bytes it counts for.
+    func writeResponseHead(_ head: HTTPResponseHead, for exchange: ServerExchange) -> Int
+    /// Sends body bytes; returns those accepted (0 when the response has no body).
+    func writeResponseBody(_ bytes: UnsafeRawBufferPointer, for exchange: ServerExchange) -> Int
+    func endResponse(for exchange: ServerExchange)
+    func abortExchange(_ exchange: ServerExchange)
 }

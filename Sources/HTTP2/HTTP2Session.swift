@@ -1,0 +1,566 @@
+import CNGHTTP2
+import HTTP1
+
+/// Settings a session announces and the limits it applies to what the peer sends.
+public struct HTTP2Settings: Sendable {
+    /// SETTINGS_MAX_CONCURRENT_STREAMS: streams the peer may open at once.
+    public var maxConcurrentStreams: UInt32 = 100
+    /// SETTINGS_INITIAL_WINDOW_SIZE: how much body the peer may send on a stream before the
+    /// application consumed it (the per-stream backpressure bound).
+    public var initialWindowSize: Int32 = 1 << 20
+    /// The connection-level receive window (RFC 9113 §6.9.2): bounds the body bytes held for all
+    /// paused streams together.
+    public var connectionWindowSize: Int32 = 16 << 20
+    /// SETTINGS_MAX_HEADER_LIST_SIZE, and the size of a request head beyond which the server
+    /// answers 431 (names and values plus 32 bytes per field, RFC 9113 §6.5.2).
+    public var maxHeaderListSize = 65536
+    /// Header fields in a request head (pseudo-header fields not counted); more is 431.
+    public var maxHeaders = 100
+    /// Length of `:path`; longer is 414.
+    public var maxTargetBytes = 8192
+
+    public init() {}
+}
+
+/// Error codes of RFC 9113 §7 the application uses.
+public enum HTTP2ErrorCode {
+    public static let noError = UInt32(NGHTTP2_NO_ERROR.rawValue)
+    public static let protocolError = UInt32(NGHTTP2_PROTOCOL_ERROR.rawValue)
+    public static let internalError = UInt32(NGHTTP2_INTERNAL_ERROR.rawValue)
+    public static let refusedStream = UInt32(NGHTTP2_REFUSED_STREAM.rawValue)
+    public static let cancel = UInt32(NGHTTP2_CANCEL.rawValue)
+}
+
+/// The HTTP/2 connection preface a client sends first (RFC 9113 §3.4).
+public let http2ClientPreface: [UInt8] = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+/// A session's failure: nghttp2's error code and text.
+public struct HTTP2SessionError: Error, Sendable, CustomStringConvertible {
+    public var code: Int32
+    public var description: String { String(cString: nghttp2_strerror(code)) }
+}
+
+/// What a session reports. Every call happens inside `receive` or `send`, on the session's
+/// thread. Default implementations ignore the event.
+public protocol HTTP2SessionDelegate: AnyObject {
+    /// Server: a request head arrived on a new stream. `endStream`: no body follows.
+    func http2RequestHead(stream: Int32, head: HTTPRequestHead, endStream: Bool)
+    /// Server: a request head that breaks a configured limit; the stream waits for a response.
+    func http2RequestRefused(stream: Int32, error: HTTP1ParseError)
+    /// Client: the final response head arrived. `endStream`: no body follows.
+    func http2ResponseHead(stream: Int32, head: HTTPResponseHead, endStream: Bool)
+    /// Body bytes, valid during the call. Consume them with `consume(stream:count:)`.
+    func http2Data(stream: Int32, bytes: UnsafeRawBufferPointer)
+    /// The peer ended its side of the stream (after a body or trailers).
+    func http2StreamEnded(stream: Int32)
+    /// The stream is closed: `errorCode` is `noError` for a normal end, else the RST_STREAM code.
+    func http2StreamClosed(stream: Int32, errorCode: UInt32)
+    /// The peer sent GOAWAY.
+    func http2GoAway(lastStreamID: Int32, errorCode: UInt32)
+    /// The stream's queued body fell below `HTTP2Session.lowWater` (resume a paused producer).
+    func http2StreamWritable(stream: Int32)
+}
+
+extension HTTP2SessionDelegate {
+    public func http2RequestHead(stream: Int32, head: HTTPRequestHead, endStream: Bool) {}
+    public func http2RequestRefused(stream: Int32, error: HTTP1ParseError) {}
+    public func http2ResponseHead(stream: Int32, head: HTTPResponseHead, endStream: Bool) {}
+    public func http2Data(stream: Int32, bytes: UnsafeRawBufferPointer) {}
+    public func http2StreamEnded(stream: Int32) {}
+    public func http2StreamClosed(stream: Int32, errorCode: UInt32) {}
+    public func http2GoAway(lastStreamID: Int32, errorCode: UInt32) {}
+    public func http2StreamWritable(stream: Int32) {}
+}
+
+/// One HTTP/2 connection's state machine (nghttp2), on bytes: the owner feeds what the socket
+/// read to `receive` and writes what `send` produces. nghttp2 never touches a socket.
+///
+/// Body bytes to send are queued per stream and handed to nghttp2 as its flow-control windows
+/// allow. Received body bytes are not acknowledged (WINDOW_UPDATE) until the application calls
+/// `consume`, so a stream whose consumer is slow stops its sender after one window.
+///
+/// Not thread-safe: one owner, one thread (its loop).
+public final class HTTP2Session {
+    public enum Role { case server, client }
+
+    /// A stream whose queued body falls below this is reported writable.
+    public static let lowWater = 64 * 1024
+
+    public let role: Role
+    public weak var delegate: HTTP2SessionDelegate?
+    let settings: HTTP2Settings
+    var session: OpaquePointer!
+    var streams: [Int32: StreamState] = [:]
+    var writable: [Int32] = []
+
+    final class StreamState {
+        var head: HeadBuilder?
+        var out: [UInt8] = []
+        var outOffset = 0
+        var outEnded = false
+        var deferred = false
+        var hasProvider = false
+        var wantsWritable = false
+        var queued: Int { out.count - outOffset }
+    }
+
+    /// The fields of a head as they arrive.
+    final class HeadBuilder {
+        var method: [UInt8]?
+        var path: [UInt8]?
+        var authority: [UInt8]?
+        var status: [UInt8]?
+        var fields: [HTTPField] = []
+        var cookies: [[UInt8]] = []
+        var listSize = 0
+        var failure: HTTP1ParseError?
+    }
+
+    public init(role: Role, settings: HTTP2Settings = HTTP2Settings(), delegate: HTTP2SessionDelegate? = nil) {
+        self.role = role
+        self.settings = settings
+        self.delegate = delegate
+        var callbacks: OpaquePointer?
+        nghttp2_session_callbacks_new(&callbacks)
+        nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, onBeginHeaders)
+        nghttp2_session_callbacks_set_on_header_callback(callbacks, onHeader)
+        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, onFrameRecv)
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, onDataChunk)
+        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamClose)
+        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, onFrameSend)
+        var option: OpaquePointer?
+        nghttp2_option_new(&option)
+        // The application acknowledges received DATA itself (`consume`): that is the
+        // per-stream backpressure.
+        nghttp2_option_set_no_auto_window_update(option, 1)
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        var created: OpaquePointer?
+        switch role {
+        case .server: nghttp2_session_server_new2(&created, callbacks, context, option)
+        case .client: nghttp2_session_client_new2(&created, callbacks, context, option)
+        }
+        session = created
+        nghttp2_option_del(option)
+        nghttp2_session_callbacks_del(callbacks)
+
+        var entries = [
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: settings.maxConcurrentStreams),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: UInt32(settings.initialWindowSize)),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: UInt32(settings.maxHeaderListSize)),
+        ]
+        if role == .client { entries.removeFirst() }
+        nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &entries, entries.count)
+        if settings.connectionWindowSize > cnghttp2_initial_window_size() {
+            nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, settings.connectionWindowSize)
+        }
+    }
+
+    deinit {
+        nghttp2_session_del(session)
+    }
+
+    // MARK: Bytes in and out
+
+    /// Processes bytes from the peer; events reach the delegate during the call. A thrown
+    /// error is fatal to the connection (a GOAWAY may be waiting in `send`).
+    public func receive(_ bytes: UnsafeRawBufferPointer) throws(HTTP2SessionError) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        let result = nghttp2_session_mem_recv(session, base.assumingMemoryBound(to: UInt8.self), bytes.count)
+        if result < 0 { throw HTTP2SessionError(code: Int32(result)) }
+    }
+
+    /// Appends frames ready to go to `output` until it holds `limit` bytes or nothing is left;
+    /// then reports streams whose queue drained.
+    public func send(into output: inout [UInt8], limit: Int = 256 * 1024) throws(HTTP2SessionError) {
+        while output.count < limit {
+            var pointer: UnsafePointer<UInt8>?
+            let count = nghttp2_session_mem_send(session, &pointer)
+            if count < 0 { throw HTTP2SessionError(code: Int32(count)) }
+            guard count > 0, let pointer else { break }
+            output.append(contentsOf: UnsafeBufferPointer(start: pointer, count: count))
+        }
+        if !writable.isEmpty {
+            let drained = writable
+            writable.removeAll(keepingCapacity: true)
+            for id in drained { delegate?.http2StreamWritable(stream: id) }
+        }
+    }
+
+    public var wantsRead: Bool { nghttp2_session_want_read(session) != 0 }
+    public var wantsWrite: Bool { nghttp2_session_want_write(session) != 0 }
+    /// Streams open (or half closed) right now.
+    public var openStreams: Int { streams.count }
+    /// The highest stream id the peer opened that the session processed.
+    public var lastProcessedStreamID: Int32 { nghttp2_session_get_last_proc_stream_id(session) }
+
+    // MARK: Responses and requests
+
+    /// Server: submits the response head; `hasBody` false ends the stream with it. Field names
+    /// are sent in lower case; connection-specific fields are dropped (RFC 9113 §8.2.2).
+    public func submitResponse(stream id: Int32, status: Int, headers: HTTPHeaders, hasBody: Bool) {
+        let pseudo: [(String, [UInt8])] = [(":status", Array(String(status).utf8))]
+        submitHead(stream: id, pseudo: pseudo, headers: headers, hasBody: hasBody) { nv, count, provider in
+            nghttp2_submit_response(session, id, nv, count, provider)
+        }
+    }
+
+    /// Server: an interim response (1xx), e.g. 100 Continue (RFC 9113 §8.1).
+    public func submitInterim(stream id: Int32, status: Int) {
+        var status = Array(String(status).utf8)
+        var name = Array(":status".utf8)
+        name.withUnsafeMutableBufferPointer { n in
+            status.withUnsafeMutableBufferPointer { v in
+                var nv = nghttp2_nv(name: n.baseAddress, value: v.baseAddress, namelen: n.count, valuelen: v.count, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+                _ = nghttp2_submit_headers(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, nil, &nv, 1, nil)
+            }
+        }
+    }
+
+    /// Client: opens a stream with `head` (`:authority` from `authority`, or the Host field).
+    /// Returns the stream id, or a negative nghttp2 error.
+    @discardableResult
+    public func submitRequest(_ head: HTTPRequestHead, scheme: String = "http", authority: String? = nil, hasBody: Bool) -> Int32 {
+        let authority = authority.map { Array($0.utf8) } ?? head.headers.first("host") ?? []
+        let pseudo: [(String, [UInt8])] = [(":method", Array(head.method.utf8)), (":scheme", Array(scheme.utf8)), (":authority", authority), (":path", head.target)]
+        var created: Int32 = -1
+        submitHead(stream: -1, pseudo: pseudo, headers: head.headers, hasBody: hasBody) { nv, count, provider in
+            created = nghttp2_submit_request(session, nil, nv, count, provider, nil)
+            return created
+        }
+        if created > 0 { state(for: created).hasProvider = hasBody }
+        return created
+    }
+
+    private func submitHead(stream id: Int32, pseudo: [(String, [UInt8])], headers: HTTPHeaders, hasBody: Bool,
+                            submit: (UnsafePointer<nghttp2_nv>, Int, UnsafePointer<nghttp2_data_provider>?) -> Int32) {
+        // One buffer for every name and value; the nv array points into it (nghttp2 copies).
+        var storage: [UInt8] = []
+        var spans: [(Int, Int, Int, Int)] = []
+        for (name, value) in pseudo {
+            let nameStart = storage.count
+            storage.append(contentsOf: name.utf8)
+            let valueStart = storage.count
+            storage.append(contentsOf: value)
+            spans.append((nameStart, name.utf8.count, valueStart, value.count))
+        }
+        let connectionNamed = Set(headers.connectionTokens())
+        for field in headers.fields {
+            let lower = field.name.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }
+            if Self.isConnectionSpecific(lower) { continue }
+            if !connectionNamed.isEmpty, connectionNamed.contains(String(decoding: lower, as: UTF8.self)) { continue }
+            if role == .client, lower == Self.hostName { continue }
+            let nameStart = storage.count
+            storage.append(contentsOf: lower)
+            let valueStart = storage.count
+            storage.append(contentsOf: field.value)
+            spans.append((nameStart, lower.count, valueStart, field.value.count))
+        }
+        storage.append(0)   // never an empty buffer
+        let result: Int32 = storage.withUnsafeMutableBufferPointer { buffer in
+            let base = buffer.baseAddress!
+            var nva = spans.map { span in
+                nghttp2_nv(name: base + span.0, value: base + span.2, namelen: span.1, valuelen: span.3, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+            }
+            if hasBody {
+                var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: dataSourceRead)
+                return submit(&nva, nva.count, &provider)
+            }
+            return submit(&nva, nva.count, nil)
+        }
+        if id > 0, result == 0, hasBody { state(for: id).hasProvider = true }
+    }
+
+    private static let hostName = Array("host".utf8)
+    private static let connectionSpecific: Set<[UInt8]> = Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"].map { Array($0.utf8) })
+
+    /// RFC 9113 §8.2.2: connection-specific fields are never sent in HTTP/2 (TE is allowed
+    /// only as "trailers", which this program never needs to send).
+    static func isConnectionSpecific(_ lowercasedName: [UInt8]) -> Bool {
+        connectionSpecific.contains(lowercasedName)
+    }
+
+    /// Queues body bytes for a stream whose head was submitted with `hasBody`.
+    public func enqueueData(stream id: Int32, _ bytes: UnsafeRawBufferPointer) {
+        guard let state = streams[id], state.hasProvider, !state.outEnded, bytes.count > 0 else { return }
+        state.out.append(contentsOf: bytes)
+        if state.queued >= Self.lowWater { state.wantsWritable = true }
+        resumeIfDeferred(id, state)
+    }
+
+    /// Ends the body of a stream whose head was submitted with `hasBody`.
+    public func endData(stream id: Int32) {
+        guard let state = streams[id], state.hasProvider, !state.outEnded else { return }
+        state.outEnded = true
+        resumeIfDeferred(id, state)
+    }
+
+    /// Body bytes queued for a stream and not yet handed to nghttp2.
+    public func queuedBytes(stream id: Int32) -> Int {
+        streams[id]?.queued ?? 0
+    }
+
+    private func resumeIfDeferred(_ id: Int32, _ state: StreamState) {
+        if state.deferred {
+            state.deferred = false
+            nghttp2_session_resume_data(session, id)
+        }
+    }
+
+    /// Resets a stream (RST_STREAM with `errorCode`).
+    public func reset(stream id: Int32, errorCode: UInt32) {
+        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, errorCode)
+    }
+
+    /// Acknowledges `count` received body bytes of a stream (and of the connection): they may
+    /// be sent again (WINDOW_UPDATE).
+    public func consume(stream id: Int32, count: Int) {
+        guard count > 0 else { return }
+        if nghttp2_session_consume(session, id, count) != 0 {
+            nghttp2_session_consume_connection(session, count)
+        }
+    }
+
+    /// Sends GOAWAY: streams up to `lastProcessedStreamID` run to their end, no new ones open
+    /// (RFC 9113 §6.8).
+    public func goAway(errorCode: UInt32 = HTTP2ErrorCode.noError) {
+        nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), lastProcessedStreamID, errorCode, nil, 0)
+    }
+
+    /// Whether the peer has ended its side of the stream.
+    public func remoteClosed(stream id: Int32) -> Bool {
+        nghttp2_session_get_stream_remote_close(session, id) == 1
+    }
+
+    /// The stream's state, created on first use. (A class: `streams[id, default:]` would
+    /// hand out a fresh object without storing it.)
+    private func state(for id: Int32) -> StreamState {
+        if let state = streams[id] { return state }
+        let state = StreamState()
+        streams[id] = state
+        return state
+    }
+
+    // MARK: From the callbacks
+
+    func beginHeaders(_ frame: UnsafePointer<nghttp2_frame>) {
+        let id = frame.pointee.hd.stream_id
+        let category = frame.pointee.headers.cat
+        if category == NGHTTP2_HCAT_REQUEST || category == NGHTTP2_HCAT_RESPONSE {
+            state(for: id).head = HeadBuilder()
+        } else if category == NGHTTP2_HCAT_HEADERS, role == .client, let state = streams[id], state.head?.status == nil {
+            // A final response after an interim one.
+            state.head = HeadBuilder()
+        }
+    }
+
+    func header(_ frame: UnsafePointer<nghttp2_frame>, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Int32 {
+        guard let builder = streams[frame.pointee.hd.stream_id]?.head else { return 0 }   // trailers: ignored
+        // RFC 9113 §6.5.2: the size of a field is its name and value plus 32.
+        builder.listSize += name.count + value.count + 32
+        if builder.failure != nil { return 0 }
+        if builder.listSize > settings.maxHeaderListSize {
+            builder.failure = .init(status: 431, code: "header-too-large", message: "The request head is larger than allowed.")
+            return 0
+        }
+        if name.first == UInt8(ascii: ":") {
+            switch name.count {
+            case 5 where name.elementsEqual(":path".utf8):
+                if value.count > settings.maxTargetBytes {
+                    builder.failure = .init(status: 414, code: "target-too-long", message: "The request target is longer than allowed.")
+                }
+                builder.path = Array(value)
+            case 7 where name.elementsEqual(":method".utf8): builder.method = Array(value)
+            case 7 where name.elementsEqual(":status".utf8): builder.status = Array(value)
+            case 10 where name.elementsEqual(":authority".utf8): builder.authority = Array(value)
+            default: break   // :scheme, :protocol (checked by nghttp2)
+            }
+            return 0
+        }
+        if builder.fields.count >= settings.maxHeaders {
+            builder.failure = .init(status: 431, code: "too-many-headers", message: "The request has more header fields than allowed.")
+            return 0
+        }
+        if name.count == 6, name.elementsEqual("cookie".utf8) {
+            builder.cookies.append(Array(value))
+            return 0
+        }
+        builder.fields.append(HTTPField(name: Array(name), value: Array(value)))
+        return 0
+    }
+
+    func frameReceived(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+        let id = frame.pointee.hd.stream_id
+        let endStream = frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+        switch UInt32(frame.pointee.hd.type) {
+        case NGHTTP2_HEADERS.rawValue:
+            guard let state = streams[id] else { return 0 }
+            if let builder = state.head {
+                if role == .server {
+                    state.head = nil
+                    return requestHeadComplete(id, builder, endStream: endStream)
+                }
+                guard let status = builder.status.flatMap({ Int(String(decoding: $0, as: UTF8.self)) }) else { return 0 }
+                if (100..<200).contains(status) {
+                    state.head = nil   // interim: wait for the final one
+                    return 0
+                }
+                state.head = nil
+                var headers = HTTPHeaders(fields: builder.fields)
+                if !builder.cookies.isEmpty { headers.fields.append(HTTPField(name: Array("cookie".utf8), value: Self.joinedCookies(builder.cookies))) }
+                delegate?.http2ResponseHead(stream: id, head: HTTPResponseHead(status: status, version: HTTPVersion(major: 2, minor: 0), headers: headers), endStream: endStream)
+            } else if endStream {
+                delegate?.http2StreamEnded(stream: id)   // trailers
+            }
+        case NGHTTP2_DATA.rawValue:
+            if endStream { delegate?.http2StreamEnded(stream: id) }
+        case NGHTTP2_GOAWAY.rawValue:
+            delegate?.http2GoAway(lastStreamID: frame.pointee.goaway.last_stream_id, errorCode: frame.pointee.goaway.error_code)
+        default:
+            break
+        }
+        return 0
+    }
+
+    /// Maps the pseudo-header fields to an HTTP/1-style head (RFC 9113 §8.3.1): `:path` is the
+    /// target, `:authority` becomes Host when the request has none.
+    private func requestHeadComplete(_ id: Int32, _ builder: HeadBuilder, endStream: Bool) -> Int32 {
+        if let failure = builder.failure {
+            delegate?.http2RequestRefused(stream: id, error: failure)
+            return 0
+        }
+        guard let methodBytes = builder.method else { return protocolError(id) }
+        let method = String(decoding: methodBytes, as: UTF8.self)
+        // CONNECT has no :path; its target is the authority (RFC 9113 §8.5).
+        guard let target = builder.path ?? (method == "CONNECT" ? builder.authority : nil) else { return protocolError(id) }
+        var fields: [HTTPField] = []
+        fields.reserveCapacity(builder.fields.count + 2)
+        let host = builder.fields.first { $0.hasName("host") }
+        if let authority = builder.authority {
+            // RFC 9113 §8.3.1: a Host that names another entity than :authority is malformed.
+            if let host, !host.value.elementsEqual(authority) { return protocolError(id) }
+            if host == nil { fields.append(HTTPField(name: Array("host".utf8), value: authority)) }
+        }
+        fields.append(contentsOf: builder.fields)
+        // RFC 9113 §8.2.3: split cookie fields are joined with "; " for an HTTP/1.1 hop.
+        if !builder.cookies.isEmpty { fields.append(HTTPField(name: Array("cookie".utf8), value: Self.joinedCookies(builder.cookies))) }
+        let head = HTTPRequestHead(method: method, target: target, version: HTTPVersion(major: 2, minor: 0), headers: HTTPHeaders(fields: fields))
+        delegate?.http2RequestHead(stream: id, head: head, endStream: endStream)
+        return 0
+    }
+
+    private func protocolError(_ id: Int32) -> Int32 {
+        reset(stream: id, errorCode: HTTP2ErrorCode.protocolError)
+        return 0
+    }
+
+    private static func joinedCookies(_ cookies: [[UInt8]]) -> [UInt8] {
+        var joined: [UInt8] = []
+        for (index, cookie) in cookies.enumerated() {
+            if index > 0 { joined.append(contentsOf: "; ".utf8) }
+            joined.append(contentsOf: cookie)
+        }
+        return joined
+    }
+
+    func dataChunk(stream id: Int32, _ bytes: UnsafeRawBufferPointer) {
+        if let delegate, streams[id] != nil {
+            delegate.http2Data(stream: id, bytes: bytes)
+        } else {
+            consume(stream: id, count: bytes.count)
+        }
+    }
+
+    func streamClosed(_ id: Int32, errorCode: UInt32) {
+        guard streams.removeValue(forKey: id) != nil else { return }
+        delegate?.http2StreamClosed(stream: id, errorCode: errorCode)
+    }
+
+    func frameSent(_ frame: UnsafePointer<nghttp2_frame>) {
+        let type = UInt32(frame.pointee.hd.type)
+        guard role == .server, type == NGHTTP2_HEADERS.rawValue || type == NGHTTP2_DATA.rawValue,
+              frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0 else { return }
+        let id = frame.pointee.hd.stream_id
+        // RFC 9113 §8.1: a server that answered before the request body ended may tell the
+        // client to stop sending it with RST_STREAM(NO_ERROR).
+        if nghttp2_session_get_stream_remote_close(session, id) == 0 {
+            reset(stream: id, errorCode: HTTP2ErrorCode.noError)
+        }
+    }
+
+    func readData(stream id: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
+        guard let state = streams[id] else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
+        let count = min(length, state.queued)
+        if count == 0 {
+            if state.outEnded {
+                flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+                return 0
+            }
+            state.deferred = true
+            return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+        }
+        state.out.withUnsafeBytes { source in
+            UnsafeMutableRawPointer(buffer).copyMemory(from: source.baseAddress! + state.outOffset, byteCount: count)
+        }
+        state.outOffset += count
+        if state.outOffset == state.out.count {
+            state.out.removeAll(keepingCapacity: state.out.capacity <= 1 << 20)
+            state.outOffset = 0
+            if state.outEnded { flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue }
+        } else if state.outOffset >= 256 * 1024 && state.outOffset * 2 >= state.out.count {
+            state.out.removeSubrange(0..<state.outOffset)
+            state.outOffset = 0
+        }
+        if state.wantsWritable && state.queued < Self.lowWater {
+            state.wantsWritable = false
+            writable.append(id)
+        }
+        return count
+    }
+}
+
+// MARK: nghttp2 callbacks (C function pointers; the session comes back through user_data)
+
+@inline(__always)
+private func owner(_ userData: UnsafeMutableRawPointer?) -> HTTP2Session {
+    Unmanaged<HTTP2Session>.fromOpaque(userData!).takeUnretainedValue()
+}
+
+private func onBeginHeaders(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    owner(userData).beginHeaders(frame!)
+    return 0
+}
+
+private func onHeader(
+    _ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?, _ name: UnsafePointer<UInt8>?, _ nameLength: Int,
+    _ value: UnsafePointer<UInt8>?, _ valueLength: Int, _ flags: UInt8, _ userData: UnsafeMutableRawPointer?
+) -> Int32 {
+    owner(userData).header(frame!, name: UnsafeBufferPointer(start: name, count: nameLength), value: UnsafeBufferPointer(start: value, count: valueLength))
+}
+
+private func onFrameRecv(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    owner(userData).frameReceived(frame!)
+}
+
+private func onDataChunk(
+    _ session: OpaquePointer?, _ flags: UInt8, _ streamID: Int32, _ data: UnsafePointer<UInt8>?, _ length: Int, _ userData: UnsafeMutableRawPointer?
+) -> Int32 {
+    owner(userData).dataChunk(stream: streamID, UnsafeRawBufferPointer(start: data, count: length))
+    return 0
+}
+
+private func onStreamClose(_ session: OpaquePointer?, _ streamID: Int32, _ errorCode: UInt32, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    owner(userData).streamClosed(streamID, errorCode: errorCode)
+    return 0
+}
+
+private func onFrameSend(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    owner(userData).frameSent(frame!)
+    return 0
+}
+
+private func dataSourceRead(
+    _ session: OpaquePointer?, _ streamID: Int32, _ buffer: UnsafeMutablePointer<UInt8>?, _ length: Int,
+    _ flags: UnsafeMutablePointer<UInt32>?, _ source: UnsafeMutablePointer<nghttp2_data_source>?, _ userData: UnsafeMutableRawPointer?
+) -> Int {
+    owner(userData).readData(stream: streamID, into: buffer!, length: length, flags: flags!)
+}
