@@ -151,6 +151,10 @@ public final class SocketConnection: ByteStream, @unchecked Sendable {
         if readState == .suspended && state == .open {
             readSource.resume()
             readState = .running
+            // Bytes (or a reset) that arrived while paused raise no new readiness edge: look now.
+            loop.execute { [self] in
+                if !readPaused && readState == .running { handleReadable() }
+            }
         }
     }
 
@@ -174,24 +178,28 @@ public final class SocketConnection: ByteStream, @unchecked Sendable {
     private func handleReadable() {
         guard state == .open || state == .lingering else { return }
         let buffer = loop.readBuffer
-        // Read until EAGAIN, but yield after a few buffers so one busy peer cannot
-        // starve the other connections on this loop.
-        for _ in 0..<4 {
+        // Read until EAGAIN: the kernel may report readiness as an edge, so a short read is no
+        // proof the socket is drained (a reset that lands right after some data would otherwise
+        // go unnoticed and the connection would live on). After a few buffers, yield to the
+        // other connections on this loop and continue in a later turn.
+        for _ in 0..<8 {
             let count = Glibc.read(fd, buffer.baseAddress, buffer.count)
             if count > 0 {
                 if state == .lingering { continue }   // discarding after our close
                 delegate?.streamDidRead(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
-                if state != .open || readPaused { return }
-                if count < buffer.count { return }
+                if state != .open && state != .lingering { return }
+                if readPaused { return }   // resumeReading reads again
             } else if count == 0 {
                 teardown(error: nil, notify: true)
                 return
             } else {
-                if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return }
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { return }
                 teardown(error: .socket(SocketError("read", errno: errno)), notify: true)
                 return
             }
         }
+        loop.execute { [self] in handleReadable() }
     }
 
     private func handleWritable() {

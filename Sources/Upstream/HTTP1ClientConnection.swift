@@ -130,10 +130,15 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
     }
 
     /// Gives up on the exchange and the connection (its framing state is unknown).
+    /// The pool hears of it, so the connection's slot is given back.
     public func abandon() {
         loop.assertInLoop()
+        let wasInExchange = handler != nil || responseDone
         handler = nil
+        responseDone = false
+        let wasOpen = !closed
         close()
+        if wasInExchange || wasOpen { onExchangeDone?(self, false) }
     }
 
     func close() {
@@ -179,6 +184,9 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
                     }
                 }
                 if ended {
+                    // Bytes after a complete response that nobody asked for: the upstream has
+                    // lost the framing (or is trying to smuggle a response); never reuse it.
+                    if offset < bytes.count { keepAlive = false }
                     responseHeadSeen = false
                     responseComplete()
                     break

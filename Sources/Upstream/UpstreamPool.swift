@@ -15,7 +15,11 @@ public final class UpstreamPool: @unchecked Sendable {
     private let limits: HTTP1Limits
     private let stats: UpstreamStats
     private var idle: [(connection: HTTP1ClientConnection, since: ContinuousClock.Instant)] = []
-    private var open = 0
+    /// Connections counted against `maxConnections`: connecting (counted by `connecting`) or live.
+    /// Held strongly, so an identifier cannot be reused while it is counted.
+    private var live: [ObjectIdentifier: HTTP1ClientConnection] = [:]
+    private var connecting = 0
+    private var open: Int { live.count + connecting }
     private var waiters: [Waiter] = []
     private var idleTimer: LoopTimer!
     private var isShutdown = false
@@ -51,6 +55,7 @@ public final class UpstreamPool: @unchecked Sendable {
                 completion(.success((entry.connection, true)))
                 return
             }
+            connectionGone(entry.connection)   // closed while idle: its slot is free again
         }
         if open < maxConnections {
             connect(completion)
@@ -85,7 +90,10 @@ public final class UpstreamPool: @unchecked Sendable {
     public func shutdown() {
         loop.assertInLoop()
         isShutdown = true
-        for entry in idle { entry.connection.close() }
+        for entry in idle {
+            entry.connection.close()
+            connectionGone(entry.connection)
+        }
         idle.removeAll()
         idleTimer.cancel()
         let pending = waiters
@@ -96,7 +104,7 @@ public final class UpstreamPool: @unchecked Sendable {
     // MARK: Internals
 
     private func connect(_ completion: @escaping (Result<Acquired, UpstreamError>) -> Void) {
-        open += 1
+        connecting += 1
         stats.connectionOpened()
         var finished = false
         var deadline: LoopTimer?
@@ -109,7 +117,13 @@ public final class UpstreamPool: @unchecked Sendable {
             }
             finished = true
             deadline?.cancel()
-            if case .failure = result { self?.connectionGone() }
+            if let self {
+                self.connecting -= 1
+                switch result {
+                case .success(let acquired): self.live[ObjectIdentifier(acquired.connection)] = acquired.connection
+                case .failure: self.slotFreed()
+                }
+            }
             completion(result)
         }
         let timeouts = self.timeouts
@@ -151,15 +165,15 @@ public final class UpstreamPool: @unchecked Sendable {
             guard let self else { return }
             if let index = self.idle.firstIndex(where: { $0.connection === connection }) {
                 self.idle.remove(at: index)
-                self.connectionGone()
             }
+            self.connectionGone(connection)
         }
         return connection
     }
 
     private func release(_ connection: HTTP1ClientConnection, reusable: Bool) {
         guard reusable, connection.isOpen, !isShutdown else {
-            connectionGone()
+            connectionGone(connection)
             return
         }
         if !waiters.isEmpty {
@@ -172,9 +186,14 @@ public final class UpstreamPool: @unchecked Sendable {
         if !idleTimer.isArmed { idleTimer.schedule(after: timeouts.idle) }
     }
 
-    /// A connection closed for good: its slot may serve a waiter.
-    private func connectionGone() {
-        open -= 1
+    /// A connection closed for good: its slot may serve a waiter. Safe to call more than once
+    /// for the same connection (closing paths overlap); it counts once.
+    private func connectionGone(_ connection: HTTP1ClientConnection) {
+        guard live.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return }
+        slotFreed()
+    }
+
+    private func slotFreed() {
         stats.connectionClosed()
         if !waiters.isEmpty && open < maxConnections && !isShutdown {
             let waiter = waiters.removeFirst()
@@ -189,7 +208,7 @@ public final class UpstreamPool: @unchecked Sendable {
         for entry in idle {
             if now - entry.since >= timeouts.idle {
                 entry.connection.close()
-                connectionGone()
+                connectionGone(entry.connection)
             } else {
                 kept.append(entry)
             }
