@@ -133,6 +133,25 @@ import Testing
         #expect(!logs.contains("sandbox-api-key"))
     }
 
+    @Test func jsonLogsAreOneObjectPerLine() throws {
+        let sandbox = try SandboxServer(address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true)
+        defer { sandbox.stop() }
+        let caFile = try CertificateFile(sandbox.certificateAuthorityPEM!)
+        let (process, port, err) = try Self.startProxy(sandbox: sandbox, caFile: caFile.path, extra: "log: { format: json, query: true }\nadmin_listen: off")
+        #expect(try TestClient(port: port).request("GET", "/suppliers-api-2024v2/x?page=2").status == 200)
+        process.terminate()
+        process.waitUntilExit()
+        let lines = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
+        let objects = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(objects.count == lines.count && !lines.isEmpty)
+        let access = objects.first { $0["msg"] as? String == "access" }
+        #expect(access?["path"] as? String == "/suppliers-api-2024v2/x?page=2")   // log.query: true
+        #expect(access?["status"] as? String == "200")
+        #expect(access?["request_id"] is String)
+        #expect(objects.contains { $0["msg"] as? String == "token.fetched" && $0["lifetime_s"] as? String == "3600" })
+        #expect(objects.allSatisfy { ($0["time"] as? String)?.hasSuffix("Z") == true && $0["level"] is String })
+    }
+
     @Test func memoryStaysFlatWhileFiftyMebibytesStreamBothWays() throws {
         let sandbox = try SandboxServer(address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true)
         defer { sandbox.stop() }
