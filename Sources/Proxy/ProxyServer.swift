@@ -179,15 +179,19 @@ public final class ProxyServer: @unchecked Sendable {
     }
 
     /// Graceful stop: no new connections, idle keep-alive connections closed, in-flight
-    /// requests given up to `grace` to finish. `completion` runs when done (off the loops).
+    /// requests (and requests whose head is arriving) given up to `grace` to finish. `completion` runs when done (off the loops).
     public func shutdown(grace: Duration, completion: @escaping @Sendable () -> Void) {
         server.stopAccepting()
         server.closeConnectionsWhenIdle()
         let deadline = ContinuousClock.Instant.now + grace
         let stats = self.stats
         let pools = self.pools
+        let server = self.server
         func poll() {
-            if stats.requestsInFlight == 0 || ContinuousClock.Instant.now >= deadline {
+            // Done when every client connection has gone: idle ones were closed at once, busy
+            // ones (a request in flight, or a head still arriving) close after their response.
+            let drained = stats.requestsInFlight == 0 && server.activeConnections == 0
+            if drained || ContinuousClock.Instant.now >= deadline {
                 pools.shutdown()
                 completion()
                 return
