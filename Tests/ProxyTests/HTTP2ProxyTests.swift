@@ -73,7 +73,7 @@ final class H2TestClient: HTTP2SessionDelegate {
     }
 
     /// Exchanges bytes with the server until `condition` holds, the server closes, or the deadline.
-    func run(timeout: Double = 15, until condition: () -> Bool) throws {
+    func run(timeout: Double = 60, until condition: () -> Bool) throws {
         let deadline = Date().addingTimeInterval(timeout)
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
