@@ -1,26 +1,30 @@
 #!/usr/bin/env bash
 # Benchmark: floriday-proxy against nginx doing the same job, on one machine, over loopback.
 #
-#   A  wrk ──HTTPS──▶ upstream                       (the upstream alone: the ceiling)
-#   B  wrk ──HTTP──▶ nginx proxy ──HTTPS──▶ upstream  (nginx injecting a static token + API key)
+#   A  wrk ──HTTPS──▶ upstream                         (the upstream alone: the ceiling)
+#   B  wrk ──HTTP──▶ nginx proxy ──HTTPS──▶ upstream    (nginx injecting a static token + API key)
 #   C  wrk ──HTTP──▶ floriday-proxy ──HTTPS──▶ upstream (token from the sandbox IDM, cached)
 #
 # The upstream is nginx over TLS answering a fixed 1 KiB JSON body to GET and the size of the
 # body it read to POST (nginx-upstream.conf.in). The identity server is `floriday-proxy sandbox`.
 # For every connection count (16, 64, 256) and method (GET, 4 KiB POST) the three targets run
-# back to back (their order rotates from step to step), each for DURATION seconds with wrk.
-# Then: access logging on (floriday-proxy at log level info, nginx with an access log), RSS with
-# 5,000 idle keep-alive client connections, and with LONG=1 a soak of 1,000,000 requests
-# against floriday-proxy with RSS sampled every 2 s.
+# back to back (their order rotates from step to step), each for DURATION seconds with wrk;
+# B and C are a fresh process for every run. Per run: requests/s, p50/p99 latency, the proxy's
+# peak RSS and CPU seconds per 10k requests, and the CPU other processes used meanwhile.
+# Then: access logging on (floriday-proxy at log level info, nginx with an access log); RSS at
+# rest and with 5,000 idle keep-alive client connections; 200 requests whose clients hang up
+# early, after which the proxy must still answer; and with LONG=1 a soak of 1,000,000
+# requests against floriday-proxy with its RSS sampled every 2 s.
 #
-# Output: bench/results.md (also printed); raw numbers, configurations and logs in bench/out/.
+# About 4 minutes (6 with LONG=1). Output: bench/results.md (also printed); raw numbers,
+# configurations and logs in bench/out/. See bench/NOTES.md for the method and the findings.
 #
 # Environment:
-#   PROXY_BIN         floriday-proxy binary (default: the release build of `swift build -c release`)
+#   PROXY_BIN         floriday-proxy binary (default: the build of `swift build -c release`)
 #   DURATION          seconds per wrk run (default 10)
 #   CONNECTIONS       connection counts (default "16 64 256")
 #   IDLE_CONNECTIONS  idle keep-alive connections for the memory check (default 5000)
-#   LONG=1            also run the soak; LONG_REQUESTS requests (default 1000000)
+#   LONG=1            also run the soak, LONG_REQUESTS requests (default 1000000)
 #
 # Every process this script starts is stopped on exit (trap), also on error or Ctrl-C.
 set -euo pipefail
@@ -40,229 +44,118 @@ LONG_REQUESTS=${LONG_REQUESTS:-1000000}
 API_PATH=/suppliers-api-2024v2/trade-items
 API_KEY=sandbox-api-key
 CLK_TCK=$(getconf CLK_TCK)
+LOG_PREFIX=bench
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# ---------------------------------------------------------------------------------------------
-# Processes: every background process is recorded in PIDS and stopped by cleanup().
-
-PIDS=()
-
-cleanup() {
-    local status=$? pid
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    # Give them up to 5 s to exit (nginx masters stop their workers), then SIGKILL.
-    for _ in $(seq 50); do
-        local alive=0
-        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        [[ $alive == 0 ]] && break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Stops one process this script started and waits for it.
-stop() {
-    local pid=$1
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_port() {
-    local port=$1
-    for _ in $(seq 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    die "nothing listens on port $port"
-}
-
-# An nginx master and its workers.
-nginx_pids() {
-    local master=$1
-    echo "$master" $(ps -o pid= --ppid "$master")
-}
-
-# utime + stime (clock ticks) summed over the given processes.
-cpu_ticks() {
-    local pid sum=0 line rest
-    for pid in "$@"; do
-        read -r line < "/proc/$pid/stat"
-        rest=${line##*) }             # drop "pid (comm) ": the comm may contain spaces
-        read -r -a f <<< "$rest"
-        sum=$(( sum + f[11] + f[12] )) # fields 14 and 15 of stat(5)
-    done
-    echo "$sum"
-}
-
-# A /proc/PID/status field (kB) summed over the given processes: VmRSS now, VmHWM the peak.
-status_kb() {
-    local field=$1; shift
-    local pid sum=0 value
-    for pid in "$@"; do
-        value=$(awk -v f="$field:" '$1 == f { print $2 }' "/proc/$pid/status")
-        sum=$(( sum + value ))
-    done
-    echo "$sum"
-}
+# shellcheck source=bench/lib.sh
+source "$BENCH/lib.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Preparation
 
-for tool in nginx wrk curl openssl python3 ps; do
-    command -v "$tool" >/dev/null || die "$tool is not installed (make bench-deps)"
-done
-[[ -f /usr/lib/nginx/modules/ngx_http_echo_module.so ]] ||
-    die "nginx's echo module is missing (apt-get install libnginx-mod-http-echo; nginx-light pulls it in)"
+require_tools nginx wrk curl openssl python3 ps
+find_proxy_bin
 
-if [[ -z ${PROXY_BIN:-} ]]; then
-    PROXY_BIN="$(swift build -c release --show-bin-path)/floriday-proxy"
-fi
-[[ -x $PROXY_BIN ]] || die "no floriday-proxy binary at $PROXY_BIN (swift build -c release)"
-
-# 5,000 idle client connections plus the upstream side need more than 1,024 descriptors.
+# 5,000 idle client connections (and their upstream side) need more than 1,024 descriptors.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 (( $(ulimit -n) > IDLE_CONNECTIONS + 1000 )) || die "ulimit -n is $(ulimit -n): too low for $IDLE_CONNECTIONS connections"
 
-rm -rf "$OUT"
+# A fresh bench/out/ (profile.sh's results in bench/out/profile/ stay).
+mkdir -p "$OUT"
+find "$OUT" -mindepth 1 -maxdepth 1 ! -name profile -exec rm -rf {} +
 mkdir -p "$OUT/tmp" "$OUT/wrk"
+make_certificates
+start_sandbox
+start_upstream
 
-log "test CA and upstream certificate (P-256) in bench/out/"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -keyout "$OUT/bench-ca.key" -out "$OUT/bench-ca.crt" -subj "/CN=floriday-proxy bench CA" \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$OUT/upstream.key" -out "$OUT/upstream.csr" -subj "/CN=localhost" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' > "$OUT/upstream.ext"
-openssl x509 -req -in "$OUT/upstream.csr" -CA "$OUT/bench-ca.crt" -CAkey "$OUT/bench-ca.key" -CAcreateserial \
-    -days 2 -out "$OUT/upstream.crt" -extfile "$OUT/upstream.ext" 2>/dev/null
+# --- the proxies under test: B (nginx) and C (floriday-proxy), and their logging variants ---
+#
+# Each measured run gets a fresh proxy process, primed with one checked GET and POST (so C has
+# its token cached and both have an upstream connection open). So every row's peak RSS (VmHWM)
+# and CPU are that run's own, and no run inherits damage from the one before: after every
+# run the proxy is probed once more and the outcome goes into the report.
 
-UPSTREAM_PORT=$(free_port)
-SANDBOX_PORT=$(free_port)
-B_PORT=$(free_port)
-C_PORT=$(free_port)
+declare -A PID PORT
 
-# --- identity server: the sandbox (its API side is not used) ---
-log "sandbox (IDM) on 127.0.0.1:$SANDBOX_PORT"
-"$PROXY_BIN" sandbox --listen "127.0.0.1:$SANDBOX_PORT" --ca-out "$OUT/sandbox-ca.pem" \
-    --token-lifetime 86400 > "$OUT/sandbox.log" 2>&1 &
-PIDS+=($!)
-wait_port "$SANDBOX_PORT"
-for _ in $(seq 100); do [[ -s $OUT/sandbox-ca.pem ]] && break; sleep 0.05; done
-# floriday-proxy's ca_file is one PEM file: both CAs, concatenated.
-cat "$OUT/bench-ca.crt" "$OUT/sandbox-ca.pem" > "$OUT/ca-bundle.pem"
-
-ISSUER="https://127.0.0.1:$SANDBOX_PORT/oauth2/ausSandbox"
-# The token nginx (B) and wrk (A) send: a real one from the same IDM.
-TOKEN=$(curl -sf --cacert "$OUT/sandbox-ca.pem" "$ISSUER/v1/token" \
-    -d grant_type=client_credentials -d client_id=sandbox-client -d client_secret=sandbox-secret -d scope=role:app |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
-[[ -n $TOKEN ]] || die "no token from the sandbox"
-
-# --- upstream: nginx over TLS ---
-GET_BODY=$(python3 -c 'p = "{\"tradeItemId\":\"bench-0001\",\"padding\":\""; s = "\"}"; print(p + "x" * (1024 - len(p) - len(s)) + s, end="")')
-sed -e "s|@OUT@|$OUT|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" -e "s|@GET_BODY@|$GET_BODY|" \
-    "$BENCH/nginx-upstream.conf.in" > "$OUT/nginx-upstream.conf"
-log "upstream nginx (TLS) on 127.0.0.1:$UPSTREAM_PORT"
-nginx -p "$OUT" -c "$OUT/nginx-upstream.conf" -g 'daemon off;' > "$OUT/nginx-upstream.stdout" 2>&1 &
-PIDS+=($!)
-wait_port "$UPSTREAM_PORT"
-
-# --- B: nginx as the proxy ---
-start_nginx_proxy() {   # name port access_log; sets STARTED_PID (the master)
-    local name=$1 port=$2 access_log=$3
-    sed -e "s|@OUT@|$OUT|g" -e "s|@NAME@|$name|g" -e "s|@PORT@|$port|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
-        -e "s|@TOKEN@|$TOKEN|g" -e "s|@ACCESS_LOG@|$access_log|g" \
-        "$BENCH/nginx-proxy.conf.in" > "$OUT/$name.conf"
-    nginx -p "$OUT" -c "$OUT/$name.conf" -g 'daemon off;' > "$OUT/$name.stdout" 2>&1 &
-    STARTED_PID=$!
-    PIDS+=("$STARTED_PID")
+start_nginx_proxy() {   # target access_log
+    local target=$1 access_log=$2 name=nginx-proxy
+    [[ $access_log != off ]] && name=nginx-proxy-log
+    PORT[$target]=$(free_port)
+    write_nginx_proxy_config "$OUT/$name.conf" "$name" "${PORT[$target]}" "$access_log"
+    nginx -p "$OUT" -c "$OUT/$name.conf" -g 'daemon off;' >> "$OUT/$name.stdout" 2>&1 &
+    PID[$target]=$!
+    PIDS+=("$!")
 }
-log "B: nginx proxy on 127.0.0.1:$B_PORT"
-start_nginx_proxy nginx-proxy "$B_PORT" off
-B_PID=$STARTED_PID
-wait_port "$B_PORT"
 
-# --- C: floriday-proxy ---
-start_floriday_proxy() {   # name port level; sets STARTED_PID
-    local name=$1 port=$2 level=$3
-    cat > "$OUT/$name.yaml" <<EOF
-# floriday-proxy for the benchmark (generated by bench.sh).
-listen: 127.0.0.1:$port
-admin_listen: "off"
-api_url: https://127.0.0.1:$UPSTREAM_PORT
-issuer_url: $ISSUER
-ca_file: $OUT/ca-bundle.pem
-shutdown_grace: 1s
-limits:
-  # Room for the idle-connection check ($IDLE_CONNECTIONS) plus wrk's connections.
-  max_connections: 16384
-  # The default: 64 connections to the API, 32 per event loop.
-  max_upstream_connections: 64
-log:
-  level: $level
-EOF
-    FLORIDAY_CLIENT_ID=sandbox-client FLORIDAY_CLIENT_SECRET=sandbox-secret FLORIDAY_API_KEY=$API_KEY \
-        "$PROXY_BIN" run --config "$OUT/$name.yaml" > "$OUT/$name.log" 2>&1 &
-    STARTED_PID=$!
-    PIDS+=("$STARTED_PID")
+start_floriday_proxy() {   # target level
+    local target=$1 level=$2 name=floriday-proxy
+    [[ $level != warning ]] && name=floriday-proxy-$level
+    PORT[$target]=$(free_port)
+    write_proxy_config "$OUT/$name.yaml" "${PORT[$target]}" "$level"
+    "${PROXY_ENV[@]}" "$PROXY_BIN" run --config "$OUT/$name.yaml" >> "$OUT/$name.log" 2>&1 &
+    PID[$target]=$!
+    PIDS+=("$!")
 }
-log "C: floriday-proxy on 127.0.0.1:$C_PORT ($PROXY_BIN)"
-start_floriday_proxy floriday-proxy "$C_PORT" warning
-C_PID=$STARTED_PID
-wait_port "$C_PORT"
+
+# (Re)starts a proxy target as a fresh process and primes it.
+fresh() {   # target
+    local target=$1
+    [[ -n ${PID[$target]:-} ]] && stop "${PID[$target]}"
+    case $target in
+        B) start_nginx_proxy B off ;;
+        B-log) start_nginx_proxy B-log "$OUT/nginx-proxy-access.log" ;;
+        C) start_floriday_proxy C warning ;;
+        C-info) start_floriday_proxy C-info info ;;
+    esac
+    wait_port "${PORT[$target]}"
+    check_target "$target"
+    sleep 0.5
+}
 
 # ---------------------------------------------------------------------------------------------
 # Targets
 
-A_URL="https://127.0.0.1:$UPSTREAM_PORT$API_PATH"
-B_URL="http://127.0.0.1:$B_PORT$API_PATH"
-C_URL="http://127.0.0.1:$C_PORT$API_PATH"
-
 # Sets URL, HEADERS (wrk -H arguments) and MEASURED (pids whose CPU and RSS are reported).
 select_target() {
+    local target=$1
     HEADERS=()
     MEASURED=()
-    case $1 in
-        A) URL=$A_URL; HEADERS=(-H "Authorization: Bearer $TOKEN" -H "X-Api-Key: $API_KEY") ;;
-        B) URL=$B_URL; read -r -a MEASURED <<< "$(nginx_pids "$B_PID")" ;;
-        C) URL=$C_URL; MEASURED=("$C_PID") ;;
-        B-log) URL="http://127.0.0.1:$BLOG_PORT$API_PATH"; read -r -a MEASURED <<< "$(nginx_pids "$BLOG_PID")" ;;
-        C-info) URL="http://127.0.0.1:$CINFO_PORT$API_PATH"; MEASURED=("$CINFO_PID") ;;
-        *) die "unknown target $1" ;;
+    case $target in
+        A) URL="https://127.0.0.1:$UPSTREAM_PORT$API_PATH"
+           HEADERS=(-H "Authorization: Bearer $TOKEN" -H "X-Api-Key: $API_KEY") ;;
+        B | B-log) URL="http://127.0.0.1:${PORT[$target]}$API_PATH"
+           read -r -a MEASURED <<< "$(nginx_pids "${PID[$target]}")" ;;
+        C | C-info) URL="http://127.0.0.1:${PORT[$target]}$API_PATH"
+           MEASURED=("${PID[$target]}") ;;
+        *) die "unknown target $target" ;;
     esac
 }
 
-# One request per target and method, checked: the upstream answers 401 unless the credentials
-# were injected, so a 200 here also proves the header rewrite. This first request through C
-# makes it fetch and cache its token.
+# One request per method, checked: the upstream answers 401 unless the credentials were
+# injected, so a 200 here also proves the header rewrite. For C the first one fetches the token.
 check_target() {
     local target=$1 code body
     select_target "$target"
-    body=$(curl -s -k -o - -w '\n%{http_code}' "${HEADERS[@]}" "$URL")
+    body=$(curl -s -k --max-time 10 -o - -w '\n%{http_code}' "${HEADERS[@]}" "$URL")
     code=${body##*$'\n'}; body=${body%$'\n'*}
-    [[ $code == 200 && ${#body} == 1024 ]] || die "$target GET: status $code, ${#body} bytes (log: bench/out/)"
+    [[ $code == 200 && ${#body} == 1024 ]] || die "$target GET: status $code, ${#body} bytes (logs: bench/out/)"
     body=$(head -c "$POST_BYTES" /dev/zero | tr '\0' x |
-        curl -s -k -o - -w '\n%{http_code}' "${HEADERS[@]}" -H 'Content-Type: application/json' --data-binary @- "$URL")
+        curl -s -k --max-time 10 -o - -w '\n%{http_code}' "${HEADERS[@]}" -H 'Content-Type: application/json' --data-binary @- "$URL")
     code=${body##*$'\n'}; body=${body%$'\n'*}
     [[ $code == 200 && $body == *"\"bytes\":$POST_BYTES,"* ]] || die "$target POST: status $code, body $body"
+}
+
+# After a run: does the target still answer? Four GETs at once, each on its own connection
+# (new connections are spread over floriday-proxy's event loops, whose upstream pools are
+# separate), 3 s limit each; the worst status goes into health.tsv.
+probe_after() {   # label target
+    local label=$1 target=$2 codes worst=200 code
+    select_target "$target"
+    codes=$(for _ in 1 2 3 4; do
+        curl -s -k --max-time 3 -o /dev/null -w '%{http_code}\n' "${HEADERS[@]}" "$URL" &
+    done; wait)
+    for code in $codes; do [[ $code != 200 ]] && worst=$code; done
+    printf '%s\t%s\t%s\n' "$label" "$target" "$worst" >> "$HEALTH"
+    [[ $worst == 200 ]] || log "$target no longer answers after $label (status $worst; 000 = nothing within 3 s)"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -270,29 +163,38 @@ check_target() {
 
 RESULTS="$OUT/results.tsv"
 MEMORY="$OUT/memory.tsv"
-printf 'section\tconns\tmethod\ttarget\trequests\tseconds\trps\tp50_us\tp99_us\tmax_us\terrors\tnon2xx\thwm_kb\tcpu_s_per_10k\n' > "$RESULTS"
+HEALTH="$OUT/health.tsv"
+printf 'section\tconns\tmethod\ttarget\trequests\tseconds\trps\tp50_us\tp99_us\tmax_us\terrors\tnon2xx\thwm_kb\tcpu_s_per_10k\tother_cpu_pct\n' > "$RESULTS"
 printf 'target\tstate\trss_kb\thwm_kb\n' > "$MEMORY"
+printf 'run\ttarget\tstatus\n' > "$HEALTH"
 
 # Runs wrk once against a target; appends a row to results.tsv unless section is "warmup".
 # Sets LAST_REQUESTS and LAST_RPS.
 run_wrk() {   # section target conns method seconds
     local section=$1 target=$2 conns=$3 method=$4 seconds=$5
     select_target "$target"
-    local post=0
+    local post=0 before=0 after=0 hwm=- cpu=- output
     [[ $method == POST ]] && post=$POST_BYTES
-    local before=0 output
+    python3 "$BENCH/cpu_others.py" snapshot $$ "$OUT/tmp/others.snapshot"
+    local started_ns ended_ns
+    started_ns=$(date +%s%N)
     (( ${#MEASURED[@]} )) && before=$(cpu_ticks "${MEASURED[@]}")
     output=$(BENCH_POST_BYTES=$post timeout $(( seconds + 30 )) \
         wrk -t "$THREADS" -c "$conns" -d "${seconds}s" --timeout 5s -s "$BENCH/wrk-report.lua" "${HEADERS[@]}" "$URL")
-    local after=0 hwm=-
     if (( ${#MEASURED[@]} )); then
         after=$(cpu_ticks "${MEASURED[@]}")
         hwm=$(status_kb VmHWM "${MEASURED[@]}")
     fi
+    # CPU that processes outside the benchmark used meanwhile, in % of the machine.
+    local others
+    others=$(python3 "$BENCH/cpu_others.py" delta $$ "$OUT/tmp/others.snapshot")
+    ended_ns=$(date +%s%N)
+    others=$(awk -v t="$others" -v hz="$CLK_TCK" -v ns=$(( ended_ns - started_ns )) -v n="$(nproc)" \
+        'BEGIN { printf "%.1f", t / hz / (ns / 1e9) / n * 100 }')
     printf '%s\n' "$output" > "$OUT/wrk/$section-$target-$method-c$conns.txt"
-    local line requests=0 duration_us=1 p50_us=0 p99_us=0 max_us=0 errors=0 non2xx=0 kv
+    local line kv requests=0 duration_us=1 p50_us=0 p99_us=0 max_us=0 errors=0 non2xx=0
     line=$(sed -n 's/^RESULT //p' <<< "$output")
-    [[ -n $line ]] || die "wrk printed no result for $target $method c$conns"
+    [[ -n $line ]] || die "wrk printed no result for $target $method c=$conns"
     for kv in $line; do
         case ${kv%%=*} in
             requests) requests=${kv#*=} ;; duration_us) duration_us=${kv#*=} ;;
@@ -302,112 +204,133 @@ run_wrk() {   # section target conns method seconds
     done
     LAST_REQUESTS=$requests
     LAST_RPS=$(awk -v r="$requests" -v d="$duration_us" 'BEGIN { printf "%.0f", r / (d / 1e6) }')
-    local cpu=-
     if (( ${#MEASURED[@]} )) && (( requests > 0 )); then
         cpu=$(awk -v t=$(( after - before )) -v hz="$CLK_TCK" -v r="$requests" 'BEGIN { printf "%.3f", t / hz / r * 10000 }')
     fi
     if [[ $section != warmup ]]; then
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$conns" "$method" "$target" \
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$conns" "$method" "$target" \
             "$requests" "$(awk -v d="$duration_us" 'BEGIN { printf "%.2f", d / 1e6 }')" "$LAST_RPS" \
-            "$p50_us" "$p99_us" "$max_us" "$errors" "$non2xx" "$hwm" "$cpu" >> "$RESULTS"
+            "$p50_us" "$p99_us" "$max_us" "$errors" "$non2xx" "$hwm" "$cpu" "$others" >> "$RESULTS"
     fi
-    log "$(printf '%-7s %-6s %-4s c=%-3s %8s req/s  p50 %6s us  p99 %7s us  errors %s/%s' \
-        "$section" "$target" "$method" "$conns" "$LAST_RPS" "$p50_us" "$p99_us" "$errors" "$non2xx")"
+    log "$(printf '%-7s %-6s %-4s c=%-3s %8s req/s  p50 %6s us  p99 %7s us  errors %s/%s  CPU/10k %s s  others %s%%' \
+        "$section" "$target" "$method" "$conns" "$LAST_RPS" "$p50_us" "$p99_us" "$errors" "$non2xx" "$cpu" "$others")"
+}
+
+# One measured run: a fresh proxy process (B, C), wrk, then the health probe.
+measure() {   # section target conns method seconds
+    local section=$1 target=$2 conns=$3 method=$4 seconds=$5
+    [[ $target != A ]] && fresh "$target"
+    run_wrk "$section" "$target" "$conns" "$method" "$seconds"
+    [[ $target != A ]] && probe_after "$section $method c=$conns" "$target"
+    return 0
 }
 
 record_memory() {   # target state pids...
-    local target=$1 state=$2; shift 2
+    local target=$1 state=$2
+    shift 2
     printf '%s\t%s\t%s\t%s\n' "$target" "$state" "$(status_kb VmRSS "$@")" "$(status_kb VmHWM "$@")" >> "$MEMORY"
 }
 
-for target in A B C; do check_target "$target"; done
-sleep 2
-record_memory C "at rest, token cached (fresh process, one request served)" "$C_PID"
-read -r -a b_pids <<< "$(nginx_pids "$B_PID")"
-record_memory B "at rest (fresh process, one request served)" "${b_pids[@]}"
-
-log "warm-up: 3 s per target"
-for target in A B C; do run_wrk warmup "$target" 64 GET 3; done
+check_target A
+log "warm-up: the upstream, 3 s"
+run_wrk warmup A 64 GET 3
 
 step=0
+C_GET64_RPS=0
 for conns in $CONNECTIONS; do
     for method in GET POST; do
         # Rotate the order so that no target always runs first (or last) in a step.
         case $(( step % 3 )) in
-            0) order="A B C" ;; 1) order="B C A" ;; 2) order="C A B" ;;
+            0) order="A B C" ;; 1) order="B C A" ;; *) order="C A B" ;;
         esac
-        for target in $order; do run_wrk main "$target" "$conns" "$method" "$DURATION"; done
+        for target in $order; do
+            measure main "$target" "$conns" "$method" "$DURATION"
+            if [[ $target == C && $method == GET && $conns == 64 ]]; then C_GET64_RPS=$LAST_RPS; fi
+        done
         step=$(( step + 1 ))
     done
 done
-record_memory C "at rest after the load steps" "$C_PID"
+stop "${PID[B]}"
 
 # --- access logging on: floriday-proxy at level info (stderr to a file), nginx with an access log ---
-CINFO_PORT=$(free_port)
-BLOG_PORT=$(free_port)
-start_floriday_proxy floriday-proxy-info "$CINFO_PORT" info
-CINFO_PID=$STARTED_PID
-start_nginx_proxy nginx-proxy-log "$BLOG_PORT" "$OUT/nginx-proxy-access.log"
-BLOG_PID=$STARTED_PID
-wait_port "$CINFO_PORT"
-wait_port "$BLOG_PORT"
-check_target C-info
-check_target B-log
-run_wrk warmup C-info 64 GET 2
-run_wrk warmup B-log 64 GET 2
-run_wrk logging B-log 64 GET "$DURATION"
-run_wrk logging C-info 64 GET "$DURATION"
-stop "$CINFO_PID"
-stop "$BLOG_PID"
+log "access logging on: GET at 64 connections"
+measure logging B-log 64 GET "$DURATION"
+measure logging C-info 64 GET "$DURATION"
+stop "${PID[B-log]}"
+stop "${PID[C-info]}"
 
-# --- idle keep-alive connections ---
-idle_check() {   # target port pids...
-    local target=$1 port=$2; shift 2
-    local pids=("$@") report="$OUT/idle-$target.txt"
-    record_memory "$target" "before $IDLE_CONNECTIONS idle connections" "${pids[@]}"
-    timeout 180 python3 "$BENCH/idle_conns.py" 127.0.0.1 "$port" "$IDLE_CONNECTIONS" 6 "$API_PATH" > "$report" 2>&1 &
-    local holder=$!
+# --- memory at rest and with idle keep-alive connections ---
+idle_check() {   # target pids...
+    local target=$1
+    shift
+    local pids=("$@") report="$OUT/idle-$target.txt" holder
+    record_memory "$target" "at rest: fresh process, one GET and one POST served$([[ $target == C ]] && echo ', token cached')" "${pids[@]}"
+    timeout 180 python3 "$BENCH/idle_conns.py" 127.0.0.1 "${PORT[$target]}" "$IDLE_CONNECTIONS" 4 "$API_PATH" > "$report" 2>&1 &
+    holder=$!
     PIDS+=("$holder")
     for _ in $(seq 1200); do
         grep -q '^ready' "$report" 2>/dev/null && break
-        kill -0 "$holder" 2>/dev/null || break
+        alive "$holder" || break
         sleep 0.1
     done
     grep -q '^ready' "$report" || die "idle connections to $target failed: $(cat "$report")"
-    sleep 2
+    sleep 1
     record_memory "$target" "holding $IDLE_CONNECTIONS idle keep-alive connections" "${pids[@]}"
     wait "$holder" || die "idle connection holder for $target failed: $(cat "$report")"
-    sleep 3
+    forget "$holder"
+    sleep 2
     record_memory "$target" "after they closed" "${pids[@]}"
+    probe_after "idle connections" "$target"
 }
 log "memory: $IDLE_CONNECTIONS idle keep-alive connections to C, then to B"
-idle_check C "$C_PORT" "$C_PID"
-read -r -a b_pids <<< "$(nginx_pids "$B_PID")"
-idle_check B "$B_PORT" "${b_pids[@]}"
+for target in C B; do
+    fresh "$target"
+    sleep 2
+    select_target "$target"
+    idle_check "$target" "${MEASURED[@]}"
+    stop "${PID[$target]}"
+done
+
+# --- client aborts: requests whose client disconnects before the response ---
+ABORTS=200
+log "client aborts: $ABORTS abandoned requests to C, then to B"
+for target in C B; do
+    fresh "$target"
+    timeout 60 python3 "$BENCH/abort_clients.py" 127.0.0.1 "${PORT[$target]}" "$ABORTS" "$API_PATH" > "$OUT/aborts-$target.txt"
+    sleep 1
+    probe_after "$ABORTS client-aborted requests" "$target"
+    stop "${PID[$target]}"
+done
 
 # --- LONG=1: soak ---
-SOAK="$OUT/soak-rss.tsv"
+# LONG_REQUESTS GET requests at 64 connections against one fresh process whose RSS is sampled
+# every 2 s: wrk runs sized from the rate C reached in the main table, repeated until enough.
 if [[ $LONG == 1 ]]; then
-    log "soak: $LONG_REQUESTS GET requests against C at 64 connections, RSS every 2 s"
-    printf 'seconds\trequests_done\trss_kb\n' > "$SOAK"
-    soak_total=0
+    (( C_GET64_RPS > 0 )) || C_GET64_RPS=5000
+    log "soak: >= $LONG_REQUESTS GET requests against C at 64 connections, RSS every 2 s"
+    fresh C
     soak_start=$(date +%s)
     sampler() {
-        while kill -0 "$C_PID" 2>/dev/null; do
-            printf '%s\t%s\n' "$(( $(date +%s) - soak_start ))" "$(status_kb VmRSS "$C_PID")" >> "$OUT/soak-samples.tsv"
+        while alive "${PID[C]}"; do
+            printf '%s\t%s\n' "$(( $(date +%s) - soak_start ))" "$(status_kb VmRSS "${PID[C]}")"
             sleep 2
         done
     }
-    : > "$OUT/soak-samples.tsv"
-    sampler &
+    sampler > "$OUT/soak-samples.tsv" &
     SAMPLER_PID=$!
     PIDS+=("$SAMPLER_PID")
+    soak_total=0
+    soak_rate=$C_GET64_RPS
     while (( soak_total < LONG_REQUESTS )); do
-        run_wrk soak C 64 GET 15
+        soak_seconds=$(( (LONG_REQUESTS - soak_total) * 11 / 10 / soak_rate + 5 ))
+        (( soak_seconds > 600 )) && soak_seconds=600
+        run_wrk soak C 64 GET "$soak_seconds"
         soak_total=$(( soak_total + LAST_REQUESTS ))
-        printf '%s\t%s\t%s\n' "$(( $(date +%s) - soak_start ))" "$soak_total" "$(status_kb VmRSS "$C_PID")" >> "$SOAK"
+        (( LAST_RPS > 0 )) && soak_rate=$LAST_RPS
     done
     stop "$SAMPLER_PID"
+    probe_after soak C
+    stop "${PID[C]}"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -424,7 +347,8 @@ fi
     echo "wrk=$( (wrk -v 2>&1 || true) | head -1 | awk '{ print $1, $2 }')"
     echo "openssl=$(openssl version)"
     echo "swift=$(swift --version 2>/dev/null | head -1 || echo unknown)"
-    echo "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git status --porcelain 2>/dev/null | grep -q . && echo ' (with uncommitted changes)')"
+    echo "binary=$PROXY_BIN (built $(date -u -r "$PROXY_BIN" '+%Y-%m-%d %H:%M UTC'))"
+    echo "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git status --porcelain -- Sources Package.swift Package.resolved 2>/dev/null | grep -q . && echo ' (with uncommitted changes to Sources/)')"
     echo "duration=$DURATION"
     echo "threads=$THREADS"
     echo "idle_connections=$IDLE_CONNECTIONS"

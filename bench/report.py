@@ -26,6 +26,7 @@ with open(os.path.join(out, "meta.env")) as f:
 
 rows = read_tsv("results.tsv")
 memory = read_tsv("memory.tsv")
+health = read_tsv("health.tsv")
 
 TARGETS = {
     "A": "A upstream direct (TLS)",
@@ -70,24 +71,27 @@ def errors(row):
     return "0" if e == 0 and s == 0 else f"{e} io, {s} non-2xx"
 
 
-HEADER = ("| conns | method | target | req/s | p50 ms | p99 ms | max RSS MiB | CPU s / 10k req | errors |\n"
-          "|---:|---|---|---:|---:|---:|---:|---:|---|")
+HEADER = ("| conns | method | target | req/s | p50 ms | p99 ms | max RSS MiB | CPU s / 10k req | errors | other load |\n"
+          "|---:|---|---|---:|---:|---:|---:|---:|---|---:|")
 
 
 def line(row):
     return (f"| {row['conns']} | {row['method']} | {TARGETS[row['target']]} | {int(float(row['rps'])):,} | "
-            f"{ms(row['p50_us'])} | {ms(row['p99_us'])} | {mib(row['hwm_kb'])} | {plain(row['cpu_s_per_10k'])} | {errors(row)} |")
+            f"{ms(row['p50_us'])} | {ms(row['p99_us'])} | {mib(row['hwm_kb'])} | {plain(row['cpu_s_per_10k'])} | {errors(row)} |"
+            f" {plain(row.get('other_cpu_pct'), 0)}% |")
 
 
 def ratio_line(c, b):
     return (f"| | | **C/B** | **{ratio(c['rps'], b['rps'])}** | **{ratio(c['p50_us'], b['p50_us'])}** | "
             f"**{ratio(c['p99_us'], b['p99_us'])}** | **{ratio(c['hwm_kb'], b['hwm_kb'])}** | "
-            f"**{ratio(c['cpu_s_per_10k'], b['cpu_s_per_10k'])}** | |")
+            f"**{ratio(c['cpu_s_per_10k'], b['cpu_s_per_10k'])}** | | |")
 
 
 print("# Benchmark results: floriday-proxy against nginx")
 print()
-print(f"- Date: {meta.get('date')}; commit {meta.get('commit')}")
+print("Written by bench/bench.sh; method, profile and suggested changes in bench/NOTES.md.")
+print()
+print(f"- Date: {meta.get('date')}; checkout at commit {meta.get('commit')}; binary {meta.get('binary')}")
 print(f"- Machine: {meta.get('cores')} cores ({meta.get('cpu')}), {meta.get('memory')}, {meta.get('os')}, {meta.get('kernel')}")
 print(f"- Versions: {meta.get('swift')}; nginx {meta.get('nginx')}; {meta.get('wrk')}; {meta.get('openssl')}")
 print(f"- Load: wrk, {meta.get('threads')} threads, {meta.get('duration')} s per run, keep-alive; "
@@ -95,8 +99,12 @@ print(f"- Load: wrk, {meta.get('threads')} threads, {meta.get('duration')} s per
 print("- Everything (wrk, upstream nginx, the proxy under test, the IDM) shares the same cores over loopback:"
       " req/s measures the whole system, CPU s / 10k req the proxy alone.")
 print("- floriday-proxy at log level warning and nginx with `access_log off` in this table (logging: see below).")
-print("- max RSS: VmHWM (peak since start, so it only grows from row to row); for nginx the sum over master + 2 workers."
-      " CPU: utime + stime of the same processes during the run. A has no proxy process.")
+print("- B and C run as a fresh process for every row (primed with one GET and one POST; C's token cached)."
+      " max RSS: that process's VmHWM at the end of the run; for nginx the sum over master + 2 workers"
+      " (shared pages counted per process). CPU: utime + stime of the same processes during the run."
+      " A has no proxy process.")
+print("- other load: CPU used meanwhile by processes outside the benchmark (not niced), in % of the machine"
+      " (a lower bound); rows with more than a few % were measured on a busy machine.")
 print()
 print(HEADER)
 main = [r for r in rows if r["section"] == "main"]
@@ -113,7 +121,28 @@ for key in steps:
     if "B" in by_target and "C" in by_target:
         print(ratio_line(by_target["C"], by_target["B"]))
 print()
-print("C/B: below 1 is better for floriday-proxy in every column except req/s.")
+print("C/B: below 1 is better for floriday-proxy in every column except req/s."
+      " At 256 connections nginx's `keepalive 64` (an idle cache per worker, not a cap) makes it open and close"
+      " upstream TLS connections all the time, which is most of its drop there (bench/NOTES.md).")
+
+# After every run the proxy got one more GET (3 s limit); a failure means the run left it broken.
+if health:
+    print()
+    print("## Does the proxy still answer after a run?")
+    print()
+    print("After each run (and after 200 requests whose clients disconnected before the response), four GETs at once"
+          " on new connections, 3 s limit each; a run that left the proxy unable to answer shows here.")
+    print()
+    for t in ("B", "C", "B-log", "C-info"):
+        probes = [h for h in health if h["target"] == t]
+        if not probes:
+            continue
+        failed = [h for h in probes if h["status"] != "200"]
+        if failed:
+            detail = "; ".join(f"{h['run']} (got {h['status'] if h['status'] not in ('', '000') else 'no answer'})" for h in failed)
+            print(f"- {TARGETS[t]}: **no answer after {len(failed)} of {len(probes)} runs**: {detail}.")
+        else:
+            print(f"- {TARGETS[t]}: answered after every run ({len(probes)}).")
 
 logging_rows = {r["target"]: r for r in rows if r["section"] == "logging"}
 if logging_rows:
@@ -149,7 +178,7 @@ if memory:
     for m in memory:
         print(f"| {TARGETS[m['target']]} | {m['state']} | {mib(m['rss_kb'])} | {mib(m['hwm_kb'])} |")
     for t in ("C", "B"):
-        before = [m for m in memory if m["target"] == t and m["state"].startswith("before")]
+        before = [m for m in memory if m["target"] == t and m["state"].startswith("at rest")]
         held = [m for m in memory if m["target"] == t and m["state"].startswith("holding")]
         if before and held:
             n = int(meta.get("idle_connections", "0") or 0)
@@ -159,7 +188,6 @@ if memory:
                 print(f"{TARGETS[t]}: {delta / 1024:.1f} MiB for {n} idle connections = {delta * 1024 / n / 1024:.1f} KiB per connection.")
 
 if meta.get("long") == "1":
-    soak = read_tsv("soak-rss.tsv")
     samples = []
     path = os.path.join(out, "soak-samples.tsv")
     if os.path.exists(path):
@@ -181,7 +209,8 @@ if meta.get("long") == "1":
         print()
         print("## Soak (LONG=1)")
         print()
-        print(f"{total:,} GET requests against floriday-proxy at 64 connections in {seconds:.0f} s"
+        runs = f" ({len(soak_rows)} wrk runs)" if len(soak_rows) > 1 else ""
+        print(f"{total:,} GET requests against one floriday-proxy process at 64 connections in {seconds:.0f} s{runs}"
               f" ({total / seconds:,.0f} req/s), {errs} errors; RSS sampled every 2 s ({len(samples)} samples).")
         print()
         print("| | RSS MiB |")
