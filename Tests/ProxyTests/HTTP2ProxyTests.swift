@@ -31,19 +31,7 @@ final class H2TestClient: HTTP2SessionDelegate {
 
     init(port: Int) throws {
         self.port = port
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw Failure(description: "socket failed") }
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_port = in_port_t(UInt16(port).bigEndian)
-        inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr)
-        let result = withUnsafePointer(to: &sin) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard result == 0 else {
-            close(fd)
-            throw Failure(description: "connect failed: \(String(cString: strerror(errno)))")
-        }
+        fd = try TestClient.rawConnect(port: port, timeout: 60)
         session.delegate = self
     }
 

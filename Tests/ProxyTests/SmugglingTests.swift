@@ -850,28 +850,6 @@ extension Harness {
     }
 }
 
-extension TestClient {
-    /// A bare connected socket (blocking, 5 s timeouts) for tests that break connections on purpose.
-    static func rawConnect(port: Int) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw Failure(description: "socket failed") }
-        var tv = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_port = in_port_t(UInt16(port).bigEndian)
-        inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr)
-        let result = withUnsafePointer(to: &sin) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard result == 0 else {
-            close(fd)
-            throw Failure(description: "connect failed: \(String(cString: strerror(errno)))")
-        }
-        return fd
-    }
-}
-
 /// Closes with SO_LINGER 0: the peer gets a RST instead of a FIN.
 func resetAndClose(_ fd: Int32) {
     var linger = Glibc.linger(l_onoff: 1, l_linger: 0)

@@ -20,8 +20,13 @@ final class TestClient {
 
     struct Failure: Error, CustomStringConvertible { var description: String }
 
-    init(port: Int, host: String = "127.0.0.1", timeout: Double = 10) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    init(port: Int, timeout: Double = 10) throws {
+        fd = try Self.rawConnect(port: port, timeout: timeout)
+    }
+
+    /// A blocking socket connected to 127.0.0.1:`port`, with send and receive timeouts.
+    static func rawConnect(port: Int, timeout: Double = 5) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket failed") }
         var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1_000_000))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
@@ -29,14 +34,15 @@ final class TestClient {
         var sin = sockaddr_in()
         sin.sin_family = sa_family_t(AF_INET)
         sin.sin_port = in_port_t(UInt16(port).bigEndian)
-        inet_pton(AF_INET, host, &sin.sin_addr)
+        inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr)
         let result = withUnsafePointer(to: &sin) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard result == 0 else {
             close(fd)
-            throw Failure(description: "connect to \(host):\(port) failed: \(String(cString: strerror(errno)))")
+            throw Failure(description: "connect to 127.0.0.1:\(port) failed: \(String(cString: strerror(errno)))")
         }
+        return fd
     }
 
     deinit { close(fd) }
