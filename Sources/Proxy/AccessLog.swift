@@ -44,7 +44,10 @@ public struct AccessLog: Sendable {
             "request_id": "\(record.requestID)",
         ]
         if let upstream = record.upstreamDuration { metadata["upstream_ms"] = "\(Self.milliseconds(upstream))" }
-        if let problem = record.problem { metadata["error"] = "\(problem.rawValue)" }
+        if let problem = record.problem {
+            metadata["error"] = "\(problem.rawValue)"
+            metadata["error_origin"] = "\(problem.origin)"   // client, idm or upstream
+        }
         if record.clientGone { metadata["client_gone"] = "true" }
         logger.info("access", metadata: metadata)
     }

@@ -23,7 +23,6 @@ public struct Problem: Error, Sendable, Equatable {
         case upstreamInvalidResponse = "upstream-invalid-response"
         case upstreamClosed = "upstream-connection-closed"
         case upstreamTimeout = "upstream-timeout"
-        case internalError = "internal-error"
 
         public var status: Int {
             switch self {
@@ -41,7 +40,6 @@ public struct Problem: Error, Sendable, Equatable {
             case .tokenUnavailable: return 503
             case .upstreamUnreachable, .upstreamTLS, .upstreamInvalidResponse, .upstreamClosed: return 502
             case .upstreamTimeout: return 504
-            case .internalError: return 500
             }
         }
 
@@ -64,7 +62,6 @@ public struct Problem: Error, Sendable, Equatable {
             case .upstreamInvalidResponse: return "Invalid response from the Floriday API"
             case .upstreamClosed: return "Floriday API closed the connection"
             case .upstreamTimeout: return "Floriday API timed out"
-            case .internalError: return "Internal proxy error"
             }
         }
 
@@ -75,7 +72,6 @@ public struct Problem: Error, Sendable, Equatable {
                  .notFound, .unauthorized, .accessDenied, .notImplemented, .versionNotSupported: return "client"
             case .tokenUnavailable: return "idm"
             case .upstreamUnreachable, .upstreamTLS, .upstreamInvalidResponse, .upstreamClosed, .upstreamTimeout: return "upstream"
-            case .internalError: return "internal"
             }
         }
 
