@@ -151,7 +151,7 @@ if command -v strace >/dev/null; then
             for pid in $(ps -o pid= --ppid "$nginx_master"); do trace+=(-p "$pid"); done
             url_port=$nginx_port
         fi
-        strace -c -f "${trace[@]}" -o "$OUT/tmp/strace-$target.txt" &
+        strace -c -f "${trace[@]}" -o "$OUT/tmp/strace-$target.txt" 2>/dev/null &
         tracer=$!
         PIDS+=("$tracer")
         sleep 1
