@@ -91,7 +91,9 @@ print("# Benchmark results: floriday-proxy against nginx")
 print()
 print("Written by bench/bench.sh; method, profile and suggested changes in bench/NOTES.md.")
 print()
-print(f"- Date: {meta.get('date')}; checkout at commit {meta.get('commit')}; binary {meta.get('binary')}")
+binary = meta.get("binary", "")
+built = binary[binary.find("(") + 1:binary.rfind(")")] if "(" in binary else "unknown"
+print(f"- Date: {meta.get('date')}; checkout at commit {meta.get('commit')}; floriday-proxy binary {built}")
 print(f"- Machine: {meta.get('cores')} cores ({meta.get('cpu')}), {meta.get('memory')}, {meta.get('os')}, {meta.get('kernel')}")
 print(f"- Versions: {meta.get('swift')}; nginx {meta.get('nginx')}; {meta.get('wrk')}; {meta.get('openssl')}")
 print(f"- Load: wrk, {meta.get('threads')} threads, {meta.get('duration')} s per run, keep-alive; "
