@@ -23,6 +23,8 @@ final class ProxyExchange: UpstreamResponseHandler {
     /// Read once, so a reload never changes a request half-way.
     private let settings: ProxySettings
     let requestID: String
+    /// Formatted once: it goes into X-Forwarded-For (again on a replay) and the access log.
+    private lazy var clientIP: String? = client.remoteAddress?.ipString
     private let target: [UInt8]
 
     // Request body: while `replayable`, `body` holds every byte received so far (for a 401
@@ -118,7 +120,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         let head = HeaderRewrite.upstreamRequest(
             from: client.request, target: target, upstreamAuthority: pool.endpoint.authority,
             bearer: token.value, apiKey: settings.apiKey,
-            clientIP: client.remoteAddress?.ipString, requestID: requestID, forwardedChunked: forwardChunked)
+            clientIP: clientIP, requestID: requestID, forwardedChunked: forwardChunked)
         bodyBytesWritten = 0
         upstream.sendRequest(head, handler: self)
         writePendingBody()
@@ -306,7 +308,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         context.record(AccessRecord(
             method: client.request.method, target: target, status: client.responseStatus != 0 ? client.responseStatus : (problemKind?.status ?? 0),
             bytesIn: client.bytesIn, bytesOut: client.bytesOut, duration: .now - client.startTime,
-            upstreamDuration: upstreamDuration, retried: retriedAfter401, client: client.remoteAddress?.ipString ?? "-",
+            upstreamDuration: upstreamDuration, retried: retriedAfter401, client: clientIP ?? "-",
             requestID: requestID, problem: problemKind, clientGone: clientGone), method: client.request.method)
     }
 }
