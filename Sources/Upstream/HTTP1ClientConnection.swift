@@ -253,10 +253,14 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
 
     private var responseDone = false
 
+    /// The connection is settled (back in the pool, or closed) before the handler hears of
+    /// the end: whatever the handler starts next (a pipelined request, a 401 replay) can
+    /// reuse it instead of opening another.
     private func responseComplete() {
         timer.disarm()
         let handler = self.handler
         responseDone = true
+        if requestEnded { finishIfComplete() }
         handler?.upstreamResponseEnd()
         finishIfComplete()
     }
@@ -269,7 +273,15 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
         handler = nil
         exchangesCompleted += 1
         let reusable = keepAlive && requestEnded && !closed && parser.isIdle
-        if !reusable { close() }
+        if !reusable {
+            close()
+        } else if readPaused {
+            // The handler paused the response on its last bytes: an idle connection must read
+            // again, or the next exchange on it never sees its response (and a close by the
+            // server goes unnoticed).
+            readPaused = false
+            stream.resumeReading()
+        }
         onExchangeDone?(self, reusable)
     }
 

@@ -42,12 +42,21 @@ final class H2TestClient: HTTP2SessionDelegate {
     func start(_ method: String, _ target: String, headers: [(String, String)] = [], body: [UInt8]? = nil) -> Int32 {
         let head = HTTPRequestHead(method: method, target: Array(target.utf8), headers: HTTPHeaders(headers))
         let id = session.submitRequest(head, authority: "127.0.0.1:\(port)", hasBody: body != nil)
+        lastStarted = id
         if let body {
             body.withUnsafeBytes { session.enqueueData(stream: id, $0) }
             session.endData(stream: id)
         }
         return id
     }
+
+    /// What each stream got so far, for a timeout's message.
+    var progress: String {
+        let ids = Set(responses.keys).union(bodies.keys).sorted()
+        let streams = ids.map { "stream \($0): status \(responses[$0]?.status ?? 0), \(bodies[$0]?.count ?? 0) body bytes, closed \(closed[$0].map(String.init) ?? "no")" }
+        return streams.joined(separator: "; ") + "; \(session.queuedBytes(stream: lastStarted)) request body bytes still queued"
+    }
+    private var lastStarted: Int32 = 0
 
     func response(_ id: Int32) throws -> Response {
         guard let code = closed[id] else { throw Failure(description: "stream \(id) is still open") }
@@ -67,7 +76,7 @@ final class H2TestClient: HTTP2SessionDelegate {
         while true {
             try flush()
             if condition() || peerClosed { return }
-            guard Date() < deadline else { throw Failure(description: "timed out") }
+            guard Date() < deadline else { throw Failure(description: "timed out: \(progress)") }
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             guard poll(&pfd, 1, 50) > 0 else { continue }
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
