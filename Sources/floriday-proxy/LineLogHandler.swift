@@ -5,8 +5,9 @@ import Proxy
 /// One line per event on standard error: `text` for people, `json` for log collectors.
 ///
 /// The access log writes a line per request, so this is on the hot path: the line is built
-/// as bytes in one buffer and handed to `write(2)` whole (one system call, never interleaved
-/// with another line), without Foundation formatting.
+/// as bytes in one buffer, without Foundation formatting, and handed whole to `LogOutput`,
+/// which writes it on a thread of its own (a slow reader of standard error never stalls
+/// the event loops; see `LogOutput`).
 struct LineLogHandler: LogHandler {
     enum Format { case text, json }
 
@@ -23,6 +24,12 @@ struct LineLogHandler: LogHandler {
     func log(event: LogEvent) {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { $1 } }
+        let line = Self.render(level: event.level, message: "\(event.message)", metadata: merged, format: format)
+        line.withUnsafeBytes { LogOutput.standardError.write($0) }
+    }
+
+    /// One line, newline included.
+    static func render(level: Logger.Level, message: String, metadata merged: Logger.Metadata, format: Format) -> [UInt8] {
         var line: [UInt8] = []
         line.reserveCapacity(256)
         let keys = merged.keys.sorted()
@@ -30,9 +37,9 @@ struct LineLogHandler: LogHandler {
         case .text:
             Self.appendTimestamp(to: &line)
             line.append(0x20)
-            line.append(contentsOf: event.level.rawValue.uppercased().utf8)
+            line.append(contentsOf: level.rawValue.uppercased().utf8)
             line.append(0x20)
-            line.append(contentsOf: "\(event.message)".utf8)
+            line.append(contentsOf: message.utf8)
             for key in keys {
                 line.append(0x20)
                 line.append(contentsOf: key.utf8)
@@ -48,9 +55,9 @@ struct LineLogHandler: LogHandler {
             line.append(contentsOf: #"{"time":""#.utf8)
             Self.appendTimestamp(to: &line)
             line.append(contentsOf: #"","level":""#.utf8)
-            line.append(contentsOf: event.level.rawValue.utf8)
+            line.append(contentsOf: level.rawValue.utf8)
             line.append(contentsOf: #"","msg":"#.utf8)
-            line.append(contentsOf: jsonString("\(event.message)").utf8)
+            line.append(contentsOf: jsonString(message).utf8)
             for key in keys {
                 line.append(UInt8(ascii: ","))
                 line.append(contentsOf: jsonString(key).utf8)
@@ -60,14 +67,7 @@ struct LineLogHandler: LogHandler {
             line.append(UInt8(ascii: "}"))
         }
         line.append(0x0A)
-        line.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let written = Glibc.write(2, raw.baseAddress! + offset, raw.count - offset)
-                if written <= 0 { if errno == EINTR { continue }; return }
-                offset += written
-            }
-        }
+        return line
     }
 
     /// RFC 3339 UTC with milliseconds, e.g. 2026-11-29T05:25:11.160Z.

@@ -37,6 +37,11 @@ func makeLogger(_ settings: LogSettings) -> Logger {
     let format: LineLogHandler.Format = settings.format == .json ? .json : .text
     let level = Logger.Level(rawValue: settings.level) ?? .info
     LoggingSystem.bootstrap { label in LineLogHandler(label: label, format: format, logLevel: level) }
+    LogOutput.standardError.setDroppedNotice { count in
+        LineLogHandler.render(level: .warning, message: "log.dropped", metadata: ["lines": "\(count)", "reason": "the log output is too slow"], format: format)
+    }
+    // Lines still queued are written before the process ends (bounded: the reader may be stuck).
+    atexit { LogOutput.standardError.flush(timeout: 2) }
     return Logger(label: "floriday-proxy")
 }
 

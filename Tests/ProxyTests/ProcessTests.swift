@@ -155,6 +155,40 @@ import Testing
         #expect(objects.allSatisfy { ($0["time"] as? String)?.hasSuffix("Z") == true && $0["level"] is String })
     }
 
+    /// Standard error goes to a pipe that nobody reads (a stuck log collector): the proxy keeps
+    /// answering, drops what does not fit its log buffer, and says how much once the reader
+    /// is back.
+    @Test func aStuckLogReaderNeverStopsTheProxy() throws {
+        let sandbox = try SandboxServer(address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true)
+        defer { sandbox.stop() }
+        let caFile = try CertificateFile(sandbox.certificateAuthorityPEM!)
+        let (process, port, err) = try Self.startProxy(sandbox: sandbox, caFile: caFile.path, extra: "log: { level: info }")
+        defer { if process.isRunning { process.terminate(); process.waitUntilExit() } }
+        // Access lines of about 1.2 KiB: a pipe holds some 50, the proxy's buffer some 850 more.
+        let client = try TestClient(port: port, timeout: 10)
+        let padding = String(repeating: "p", count: 1000)
+        var answered = 0
+        for index in 0..<1500 {
+            let response = try client.request("GET", "/suppliers-api-2024v2/\(padding)/\(index)")
+            if response.status == 200 { answered += 1 }
+        }
+        #expect(answered == 1500)
+        // The reader comes back: what was kept arrives, then the count of what was not.
+        let reader = err.fileHandleForReading
+        var logs = ""
+        let deadline = Date().addingTimeInterval(10)
+        while !logs.contains("log.dropped") && Date() < deadline {
+            var pfd = pollfd(fd: reader.fileDescriptor, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, 100) > 0 else { continue }
+            logs += String(decoding: reader.availableData, as: UTF8.self)
+        }
+        let dropped = logs.split(separator: "\n").first { $0.contains("log.dropped") }
+        #expect(dropped != nil, "no log.dropped line in \(logs.utf8.count) bytes of logs")
+        let count = dropped.flatMap { $0.split(separator: " ").first { $0.hasPrefix("lines=") } }.flatMap { Int($0.dropFirst(6)) } ?? 0
+        #expect(count > 0 && count < 1500, "\(dropped ?? "")")
+        #expect(logs.contains("status=200"))
+    }
+
     @Test func memoryStaysFlatWhileFiftyMebibytesStreamBothWays() throws {
         let sandbox = try SandboxServer(address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true)
         defer { sandbox.stop() }
