@@ -1,4 +1,5 @@
 import EventLoop
+import HTTP1
 import Upstream
 
 /// An access token and when it stops being usable.
@@ -11,6 +12,19 @@ public struct AccessToken: Sendable, Equatable {
     public let refreshFrom: ContinuousClock.Instant
     public let lifetime: Duration
     public let scope: String?
+    /// `Authorization: Bearer <value>`, built once per token rather than once per request.
+    public let authorizationField: HTTPField
+
+    public init(value: String, obtained: ContinuousClock.Instant, expires: ContinuousClock.Instant,
+                refreshFrom: ContinuousClock.Instant, lifetime: Duration, scope: String?) {
+        self.value = value
+        self.obtained = obtained
+        self.expires = expires
+        self.refreshFrom = refreshFrom
+        self.lifetime = lifetime
+        self.scope = scope
+        authorizationField = HTTPField("Authorization", "Bearer " + value)
+    }
 
     public func isUsable(at now: ContinuousClock.Instant = .now) -> Bool { now < expires }
     public func wantsRefresh(at now: ContinuousClock.Instant = .now) -> Bool { now >= refreshFrom }

@@ -54,6 +54,20 @@ func hexValue(_ byte: UInt8) -> UInt64? {
     }
 }
 
+func asciiCaseInsensitiveEquals(_ bytes: [UInt8], _ string: String) -> Bool {
+    guard bytes.count == string.utf8.count else { return false }
+    // Native strings (every literal) are contiguous UTF-8: compare buffers, not iterators.
+    if let equal = string.utf8.withContiguousStorageIfAvailable({ other in
+        bytes.withUnsafeBufferPointer { mine in
+            for index in 0..<mine.count where asciiLowercased(mine[index]) != asciiLowercased(other[index]) { return false }
+            return true
+        }
+    }) {
+        return equal
+    }
+    return asciiCaseInsensitiveEquals(bytes[...], string)
+}
+
 func asciiCaseInsensitiveEquals<Bytes: Collection<UInt8>>(_ bytes: Bytes, _ string: String) -> Bool {
     let utf8 = string.utf8
     guard bytes.count == utf8.count else { return false }
@@ -321,4 +335,31 @@ func isValidHost(_ value: [UInt8]) -> Bool {
         }
     }
     return true
+}
+
+extension Array<UInt8> {
+    /// Whether these bytes (a field name) equal `lowercasedASCII`, ignoring ASCII case;
+    /// compares in place, allocates nothing.
+    @inlinable
+    public func hasName(_ lowercasedASCII: StaticString) -> Bool {
+        let count = lowercasedASCII.utf8CodeUnitCount
+        guard self.count == count else { return false }
+        let other = lowercasedASCII.utf8Start
+        return withUnsafeBufferPointer { mine in
+            for index in 0..<count {
+                let byte = mine[index]
+                if (byte &- 0x41 < 26 ? byte | 0x20 : byte) != other[index] { return false }
+            }
+            return true
+        }
+    }
+}
+
+extension ArraySlice<UInt8> {
+    /// Whether these bytes equal `other`, ignoring ASCII case (e.g. a token of a
+    /// `Connection` header against a field name).
+    public func hasName(_ other: [UInt8]) -> Bool {
+        guard count == other.count else { return false }
+        return zip(self, other).allSatisfy { asciiLowercased($0) == asciiLowercased($1) }
+    }
 }

@@ -31,6 +31,12 @@ public struct HTTPField: Sendable, Equatable {
 
 private func sanitized(_ string: String) -> [UInt8] {
     var bytes = Array(string.utf8)
+    // One scan of a contiguous buffer; a copy only when something must be replaced (never,
+    // in practice: the check is a guard against values taken from elsewhere).
+    let clean = bytes.withUnsafeBufferPointer { buffer in
+        !buffer.contains { $0 == ASCII.cr || $0 == ASCII.lf || $0 == 0 }
+    }
+    if clean { return bytes }
     for index in bytes.indices where bytes[index] == ASCII.cr || bytes[index] == ASCII.lf || bytes[index] == 0 {
         bytes[index] = ASCII.sp
     }
@@ -123,7 +129,7 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
     }
 
     /// Whether a Connection header lists `token` (lowercase ASCII), without allocating.
-    func connectionHas(_ token: StaticString) -> Bool {
+    public func connectionHas(_ token: StaticString) -> Bool {
         for field in fields where field.hasName("connection") {
             var found = false
             forEachListElement(field.value) { element in
@@ -138,7 +144,7 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
 /// Calls `body` with each non-empty, OWS-trimmed element of a comma separated list
 /// (RFC 9110 §5.6.1: recipients ignore empty elements). Commas inside quoted strings are
 /// not special-cased: the lists this is used on hold tokens only.
-func forEachListElement(_ value: [UInt8], _ body: (ArraySlice<UInt8>) -> Void) {
+public func forEachListElement(_ value: [UInt8], _ body: (ArraySlice<UInt8>) -> Void) {
     var start = 0
     while start <= value.count {
         var end = start

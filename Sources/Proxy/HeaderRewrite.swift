@@ -2,69 +2,137 @@ import HTTP1
 
 /// The proxy's whole header discipline, in one place (after Go's `httputil.ReverseProxy`).
 public enum HeaderRewrite {
+    /// What happens to a client's field on its way upstream.
+    enum Disposition { case keep, drop, forwardedFor }
+
     /// Hop-by-hop fields (RFC 9110 §7.6.1): they describe one connection, not the message,
     /// and must not be forwarded. `Proxy-Connection` and `Keep-Alive` are the non-standard
-    /// but widespread ones; `TE` goes too because trailers are not relayed.
-    static let hopByHop = [
-        "connection", "proxy-connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-        "te", "trailer", "transfer-encoding", "upgrade",
-    ]
-
-    /// Removes hop-by-hop fields and every field the `Connection` header names (§7.6.1).
-    /// Runs on every request and response: compares bytes in place, allocates nothing
-    /// unless a `Connection` header names extra fields.
-    public static func removeHopByHop(_ headers: inout HTTPHeaders) {
-        let named = headers.contains("connection") ? headers.connectionTokens() : []
-        headers.removeAll { field in
-            hopByHop.contains(where: field.hasName) || named.contains(where: field.hasName)
+    /// but widespread ones; `TE` goes too because trailers are not relayed. Compares bytes in
+    /// place (by length first): this runs for every field of every message.
+    static func isHopByHop(_ name: [UInt8]) -> Bool {
+        switch name.count {
+        case 2: return name.hasName("te")
+        case 7: return name.hasName("trailer") || name.hasName("upgrade")
+        case 10: return name.hasName("connection") || name.hasName("keep-alive")
+        case 16: return name.hasName("proxy-connection")
+        case 17: return name.hasName("transfer-encoding")
+        case 18: return name.hasName("proxy-authenticate")
+        case 19: return name.hasName("proxy-authorization")
+        default: return false
         }
     }
 
-    /// Builds the upstream request head from the client's.
+    /// A client field on its way upstream: hop-by-hop fields go; so do the fields the proxy
+    /// sets itself. The client's own credentials never reach Floriday (ours replace them);
+    /// `Expect` is answered by the proxy (RFC 9110 §10.1.1); `Host`, `X-Forwarded-Proto` and
+    /// `X-Request-Id` are replaced; `X-Forwarded-For` is extended.
+    static func requestDisposition(_ name: [UInt8]) -> Disposition {
+        switch name.count {
+        case 4: return name.hasName("host") ? .drop : .keep
+        case 6: return name.hasName("expect") ? .drop : .keep
+        case 9: return name.hasName("x-api-key") ? .drop : .keep
+        case 12: return name.hasName("x-request-id") ? .drop : .keep
+        case 13: return name.hasName("authorization") ? .drop : .keep
+        case 15: return name.hasName("x-forwarded-for") ? .forwardedFor : .keep
+        case 17: return name.hasName("x-forwarded-proto") || name.hasName("transfer-encoding") ? .drop : .keep
+        default: return isHopByHop(name) ? .drop : .keep
+        }
+    }
+
+    /// The fields a `Connection` header names (RFC 9110 §7.6.1): hop-by-hop as well.
+    /// Empty (and no allocation) when there is no `Connection` header, the common case.
+    static func connectionNamed(_ headers: HTTPHeaders) -> [ArraySlice<UInt8>] {
+        var named: [ArraySlice<UInt8>] = []
+        for field in headers.fields where field.name.count == 10 && field.name.hasName("connection") {
+            forEachListElement(field.value) { named.append($0) }
+        }
+        return named
+    }
+
+    private static func isNamed(_ name: [UInt8], in named: [ArraySlice<UInt8>]) -> Bool {
+        named.contains { $0.count == name.count && $0.hasName(name) }
+    }
+
+    /// Removes hop-by-hop fields and every field the `Connection` header names (§7.6.1).
+    public static func removeHopByHop(_ headers: inout HTTPHeaders) {
+        let named = connectionNamed(headers)
+        headers.removeAll { isHopByHop($0.name) || (!named.isEmpty && isNamed($0.name, in: named)) }
+    }
+
+    /// The fields the proxy adds to every upstream request, built ahead where they can be.
+    public struct Injected {
+        /// `Host: <the API's authority>` (RFC 9110 §7.2: the authority of the target URI).
+        public var host: HTTPField
+        /// `Authorization: Bearer <token>` (from `AccessToken.authorizationField`).
+        public var authorization: HTTPField
+        /// `X-Api-Key: <key>`.
+        public var apiKey: HTTPField
+
+        public init(host: HTTPField, authorization: HTTPField, apiKey: HTTPField) {
+            self.host = host
+            self.authorization = authorization
+            self.apiKey = apiKey
+        }
+    }
+
+    private static let forwardedProtoHTTP = HTTPField("X-Forwarded-Proto", "http")
+    private static let transferEncodingChunked = HTTPField("Transfer-Encoding", "chunked")
+
+    /// Builds the upstream request head from the client's, in one pass over its fields.
     ///
-    /// Order matters: hop-by-hop fields (including those a client names in `Connection`) are
-    /// removed first and the credentials injected last, so `Connection: Authorization` from a
-    /// client cannot strip the proxy's own header.
+    /// The credentials are appended after the client's fields are filtered, so
+    /// `Connection: Authorization` from a client cannot strip the proxy's own header.
     public static func upstreamRequest(
-        from request: HTTPRequestHead, target: [UInt8], upstreamAuthority: String, bearer: String, apiKey: String,
+        from request: HTTPRequestHead, target: [UInt8], injected: Injected,
         clientIP: String?, requestID: String, forwardedChunked: Bool
     ) -> HTTPRequestHead {
-        var headers = request.headers
-        removeHopByHop(&headers)
-        // The client's own credentials never reach Floriday; ours replace them.
-        headers.remove("authorization")
-        headers.remove("x-api-key")
-        headers.remove("host")
-        // The proxy answers "Expect: 100-continue" itself (RFC 9110 §10.1.1).
-        headers.remove("expect")
-        // RFC 7239's de-facto predecessors: append the client to X-Forwarded-For, name the scheme it used.
-        if let clientIP {
-            if let prior = headers.firstString("x-forwarded-for") {
-                headers.remove("x-forwarded-for")
-                headers.add("X-Forwarded-For", prior + ", " + clientIP)
-            } else {
-                headers.add("X-Forwarded-For", clientIP)
+        let named = connectionNamed(request.headers)
+        var fields: [HTTPField] = []
+        fields.reserveCapacity(request.headers.count + 6)
+        fields.append(injected.host)
+        var forwardedFor: [UInt8] = []
+        for field in request.headers.fields {
+            switch requestDisposition(field.name) {
+            case .drop:
+                continue
+            case .forwardedFor:
+                // Several lines are one comma-separated list (RFC 9110 §5.3).
+                if !forwardedFor.isEmpty { forwardedFor.append(contentsOf: ", ".utf8) }
+                forwardedFor.append(contentsOf: field.value)
+            case .keep:
+                if !named.isEmpty && isNamed(field.name, in: named) { continue }
+                fields.append(field)
             }
         }
-        headers.replaceOrAdd("X-Forwarded-Proto", "http")
-        headers.replaceOrAdd("X-Request-Id", requestID)
-        if forwardedChunked { headers.add("Transfer-Encoding", "chunked") }
-        var fields = [HTTPField("Host", upstreamAuthority)]
-        fields.append(contentsOf: headers.fields)
-        fields.append(HTTPField("Authorization", "Bearer " + bearer))
-        fields.append(HTTPField("X-Api-Key", apiKey))
-        var result = HTTPHeaders()
-        result.fields = fields
-        return HTTPRequestHead(method: request.method, target: target, version: .http1_1, headers: result)
+        // RFC 7239's de-facto predecessors: append the client to X-Forwarded-For, name the
+        // scheme it used.
+        if let clientIP {
+            if !forwardedFor.isEmpty { forwardedFor.append(contentsOf: ", ".utf8) }
+            forwardedFor.append(contentsOf: clientIP.utf8)
+        }
+        if !forwardedFor.isEmpty { fields.append(HTTPField(name: Array("X-Forwarded-For".utf8), value: forwardedFor)) }
+        fields.append(forwardedProtoHTTP)
+        fields.append(HTTPField("X-Request-Id", requestID))
+        if forwardedChunked { fields.append(transferEncodingChunked) }
+        fields.append(injected.authorization)
+        fields.append(injected.apiKey)
+        return HTTPRequestHead(method: request.method, target: target, version: .http1_1, headers: HTTPHeaders(fields: fields))
     }
 
     /// Builds the client response head from the upstream's: hop-by-hop fields removed; the
     /// length is kept (the server connection re-frames the body when there is none).
     public static func clientResponse(from response: HTTPResponseHead, requestID: String) -> HTTPResponseHead {
-        var headers = response.headers
-        removeHopByHop(&headers)
-        if !headers.contains("x-request-id") { headers.add("X-Request-Id", requestID) }
-        return HTTPResponseHead(status: response.status, reason: response.reasonString, version: .http1_1, headers: headers)
+        let named = connectionNamed(response.headers)
+        var fields: [HTTPField] = []
+        fields.reserveCapacity(response.headers.count + 1)
+        var hasRequestID = false
+        for field in response.headers.fields {
+            if isHopByHop(field.name) || (!named.isEmpty && isNamed(field.name, in: named)) { continue }
+            if field.name.count == 12 && field.name.hasName("x-request-id") { hasRequestID = true }
+            fields.append(field)
+        }
+        if !hasRequestID { fields.append(HTTPField("X-Request-Id", requestID)) }
+        return HTTPResponseHead(status: response.status, reason: response.reasonString, version: .http1_1, headers: HTTPHeaders(fields: fields))
     }
 
     /// The path and query to send upstream. An absolute-form target (RFC 9112 §3.2.2) is

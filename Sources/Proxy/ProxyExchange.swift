@@ -118,8 +118,8 @@ final class ProxyExchange: UpstreamResponseHandler {
         state = .sending
         let forwardChunked = client.bodyFraming == .chunked
         let head = HeaderRewrite.upstreamRequest(
-            from: client.request, target: target, upstreamAuthority: pool.endpoint.authority,
-            bearer: token.value, apiKey: settings.apiKey,
+            from: client.request, target: target,
+            injected: .init(host: context.upstreamHostField, authorization: token.authorizationField, apiKey: settings.apiKeyField),
             clientIP: clientIP, requestID: requestID, forwardedChunked: forwardChunked)
         bodyBytesWritten = 0
         upstream.sendRequest(head, handler: self)

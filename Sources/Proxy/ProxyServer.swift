@@ -19,6 +19,8 @@ final class ProxyContext: Sendable {
     let logger: Logger
     let stats: ProxyStats
     let metrics: ProxyMetrics
+    /// `Host` of every upstream request: the API's authority.
+    let upstreamHostField: HTTPField
 
     init(settings: ProxySettings, pools: UpstreamPoolGroup, tokens: TokenProvider, accessLog: AccessLog, logger: Logger, stats: ProxyStats, metrics: ProxyMetrics) {
         self.settingsBox = Locked(settings)
@@ -28,6 +30,7 @@ final class ProxyContext: Sendable {
         self.logger = logger
         self.stats = stats
         self.metrics = metrics
+        upstreamHostField = HTTPField("Host", pools.endpoint.authority)
     }
 
     /// The single place a finished request is accounted for: access log, stats, metrics.
@@ -43,12 +46,13 @@ final class ProxyContext: Sendable {
 
 /// The few settings the pipeline reads per request.
 struct ProxySettings: Sendable {
-    var apiKey: String
+    /// `X-Api-Key: <key>`, built once.
+    let apiKeyField: HTTPField
     var retryBodyLimit: Int
     var access: AccessPolicy
 
     init(_ config: ProxyConfig) {
-        apiKey = config.apiKey.value
+        apiKeyField = HTTPField("X-Api-Key", config.apiKey.value)
         retryBodyLimit = config.retryBodyLimit
         access = AccessPolicy(config)
     }

@@ -5,8 +5,10 @@ import Testing
 @Suite struct HeaderRewriteTests {
     private func rewrite(_ headers: [(String, String)], target: String = "/x") -> HTTPRequestHead {
         let request = HTTPRequestHead(method: "GET", target: Array(target.utf8), headers: HTTPHeaders(headers))
+        let injected = HeaderRewrite.Injected(
+            host: HTTPField("Host", "api.example"), authorization: HTTPField("Authorization", "Bearer T0KEN"), apiKey: HTTPField("X-Api-Key", "K3Y"))
         return HeaderRewrite.upstreamRequest(
-            from: request, target: request.target, upstreamAuthority: "api.example", bearer: "T0KEN", apiKey: "K3Y",
+            from: request, target: request.target, injected: injected,
             clientIP: "192.0.2.7", requestID: "rid", forwardedChunked: false)
     }
 
@@ -40,7 +42,32 @@ import Testing
     @Test func appendsToXForwardedFor() {
         #expect(rewrite([]).headers.firstString("x-forwarded-for") == "192.0.2.7")
         #expect(rewrite([("X-Forwarded-For", "203.0.113.1")]).headers.firstString("x-forwarded-for") == "203.0.113.1, 192.0.2.7")
-        #expect(rewrite([("X-Forwarded-Proto", "https")]).headers.values("x-forwarded-proto").count == 1)
+        #expect(rewrite([("X-Forwarded-Proto", "https")]).headers.values("x-forwarded-proto").map { String(decoding: $0, as: UTF8.self) } == ["http"])
+        // Several lines are one list (RFC 9110 §5.3): all of it is kept, in order.
+        let several = rewrite([("X-Forwarded-For", "203.0.113.1"), ("Accept", "*/*"), ("x-forwarded-for", "198.51.100.2, 198.51.100.3")])
+        #expect(several.headers.values("x-forwarded-for").map { String(decoding: $0, as: UTF8.self) } == ["203.0.113.1, 198.51.100.2, 198.51.100.3, 192.0.2.7"])
+    }
+
+    @Test func clientRequestIDHostAndExpectAreReplacedOrDropped() {
+        let head = rewrite([("X-Request-Id", "client-chosen"), ("Host", "proxy.local"), ("Expect", "100-continue"), ("Transfer-Encoding", "chunked"), ("HOST", "again")])
+        #expect(head.headers.values("x-request-id").map { String(decoding: $0, as: UTF8.self) } == ["rid"])
+        #expect(head.headers.values("host").map { String(decoding: $0, as: UTF8.self) } == ["api.example"])
+        #expect(head.headers.fields.first?.hasName("host") == true)   // RFC 9112 §3.2: Host first
+        #expect(!head.headers.contains("expect"))
+        #expect(!head.headers.contains("transfer-encoding"))
+    }
+
+    @Test func fieldNamesMatchWhateverTheirCase() {
+        #expect(Array("Keep-Alive".utf8).hasName("keep-alive"))
+        #expect(Array("X-API-KEY".utf8).hasName("x-api-key"))
+        #expect(!Array("x-api-kez".utf8).hasName("x-api-key"))
+        #expect(!Array("x-api-ke".utf8).hasName("x-api-key"))
+        // Bytes that lowercase onto letters only by accident ("@" + 0x20 is "`") stay distinct.
+        #expect(!Array("@".utf8).hasName("`"))
+        for name in ["te", "trailer", "upgrade", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "proxy-authenticate", "proxy-authorization"] {
+            #expect(HeaderRewrite.isHopByHop(Array(name.uppercased().utf8)), "\(name)")
+        }
+        #expect(!HeaderRewrite.isHopByHop(Array("content-length".utf8)))
     }
 
     @Test func absoluteFormIsReducedToPathAndQuery() {
