@@ -63,6 +63,14 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
     private var upgraded: HTTP2ServerConnection?
     /// Response heads and chunk headers are serialized here (one buffer per connection).
     private var scratch: [UInt8] = []
+    /// Output assembled but not yet handed to the stream: a response head waits here for the
+    /// first body bytes (or the end of the response, or the end of this turn of the loop), so
+    /// a small response leaves in one write and one TCP segment, as nginx's `writev` does.
+    private var held: [UInt8] = []
+    private var heldFlushScheduled = false
+    /// Body bytes up to this size are copied behind a held head; larger ones are written
+    /// on their own.
+    private static let coalesceLimit = 16 * 1024
     private static let pipelineBufferLimit = 64 * 1024
     private static let continueResponse: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
 
@@ -254,6 +262,7 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
         var bytes: [UInt8] = []
         HTTP1Serializer.appendResponseHead(head, to: &bytes)
         bytes.append(contentsOf: body)
+        flushHeld()
         stream.write(bytes)
         current?.transport = nil
         current = nil
@@ -301,10 +310,18 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
         } else if request.version == .http1_0 {
             head.headers.add("Connection", "keep-alive")
         }
-        scratch.removeAll(keepingCapacity: true)
-        HTTP1Serializer.appendResponseHead(head, to: &scratch)
-        writeRaw(scratch)
-        return scratch.count
+        let start = held.count
+        HTTP1Serializer.appendResponseHead(head, to: &held)
+        if !heldFlushScheduled {
+            // The body may come in a later read: the head must not wait for it.
+            heldFlushScheduled = true
+            loop.execute { [weak self] in
+                guard let self else { return }
+                heldFlushScheduled = false
+                flushHeld()
+            }
+        }
+        return held.count - start
     }
 
     func writeResponseBody(_ bytes: UnsafeRawBufferPointer, for exchange: ServerExchange) -> Int {
@@ -312,22 +329,48 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
         case .none:
             return 0
         case .length, .close:
-            writeRaw(bytes)
+            if held.isEmpty {
+                writeRaw(bytes)
+            } else if bytes.count <= Self.coalesceLimit {
+                held.append(contentsOf: bytes)
+                flushHeld()
+            } else {
+                flushHeld()
+                writeRaw(bytes)
+            }
         case .chunked:
-            scratch.removeAll(keepingCapacity: true)
-            HTTP1Serializer.appendChunkHeader(size: bytes.count, to: &scratch)
-            writeRaw(scratch)
-            writeRaw(bytes)
-            HTTP1Serializer.chunkTerminator.withUnsafeBytes { writeRaw($0) }
+            // Size line, data and CRLF in one write (one TLS record, one segment).
+            HTTP1Serializer.appendChunkHeader(size: bytes.count, to: &held)
+            if bytes.count <= Self.coalesceLimit {
+                held.append(contentsOf: bytes)
+                held.append(contentsOf: HTTP1Serializer.chunkTerminator)
+                flushHeld()
+            } else {
+                flushHeld()
+                writeRaw(bytes)
+                HTTP1Serializer.chunkTerminator.withUnsafeBytes { writeRaw($0) }
+            }
         }
         return bytes.count
     }
 
     func endResponse(for exchange: ServerExchange) {
         if exchange.responseFraming == .chunked {
-            HTTP1Serializer.lastChunk.withUnsafeBytes { writeRaw($0) }
+            held.append(contentsOf: HTTP1Serializer.lastChunk)
         }
+        flushHeld()
         exchangeDidComplete(exchange)
+    }
+
+    /// Hands the held output to the stream.
+    private func flushHeld() {
+        guard !held.isEmpty else { return }
+        if closed {
+            held.removeAll(keepingCapacity: true)
+            return
+        }
+        writeRaw(held)
+        held.removeAll(keepingCapacity: held.capacity <= 64 * 1024)
     }
 
     func abortExchange(_ exchange: ServerExchange) {

@@ -45,7 +45,12 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
     private var closed = false
     private var keepAlive = true
     private var readPaused = false
-    private var scratch: [UInt8] = []
+    /// The request head waits here for the first body bytes (or the end of the request, or
+    /// the end of this turn of the loop), so that a small request leaves as one TLS record
+    /// in one write rather than two.
+    private var held: [UInt8] = []
+    private var heldFlushScheduled = false
+    private static let coalesceLimit = 16 * 1024
     private var timer: LoopTimer!
     private var timerPhase = "waiting for the response"
     /// Called when the exchange completed and the connection may be reused (`true`) or not.
@@ -78,14 +83,21 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
         keepAlive = head.keepAlive
         requestChunked = head.headers.firstString("transfer-encoding")?.lowercased() == "chunked"
         parser.requestMethod = head.method
-        scratch.removeAll(keepingCapacity: true)
-        HTTP1Serializer.appendRequestHead(head, to: &scratch)
         guard !closed else {
             fail(.connectionClosed(requestSent: false, responseStarted: false))
             return
         }
         requestSent = true
-        stream.write(scratch)
+        HTTP1Serializer.appendRequestHead(head, to: &held)
+        if !heldFlushScheduled {
+            // The body may come later (a streamed upload): the head must not wait for it.
+            heldFlushScheduled = true
+            loop.execute { [weak self] in
+                guard let self else { return }
+                heldFlushScheduled = false
+                flushHeld()
+            }
+        }
         // The response timeout counts from the end of the request (endRequest); while the
         // body is still being sent, the bound is progress (body stall).
         arm(timeouts.bodyStall, phase: "sending the request")
@@ -95,12 +107,24 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
         loop.assertInLoop()
         guard !closed, !requestEnded, bytes.count > 0 else { return }
         if requestChunked {
-            scratch.removeAll(keepingCapacity: true)
-            HTTP1Serializer.appendChunkHeader(size: bytes.count, to: &scratch)
-            stream.write(scratch)
+            // Size line, data and CRLF in one write.
+            HTTP1Serializer.appendChunkHeader(size: bytes.count, to: &held)
+            if bytes.count <= Self.coalesceLimit {
+                held.append(contentsOf: bytes)
+                held.append(contentsOf: HTTP1Serializer.chunkTerminator)
+                flushHeld()
+            } else {
+                flushHeld()
+                stream.write(bytes)
+                HTTP1Serializer.chunkTerminator.withUnsafeBytes { stream.write($0) }
+            }
+        } else if held.isEmpty {
             stream.write(bytes)
-            HTTP1Serializer.chunkTerminator.withUnsafeBytes { stream.write($0) }
+        } else if bytes.count <= Self.coalesceLimit {
+            held.append(contentsOf: bytes)
+            flushHeld()
         } else {
+            flushHeld()
             stream.write(bytes)
         }
         if !responseHeadSeen { arm(timeouts.bodyStall, phase: "sending the request body") }
@@ -110,8 +134,20 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
         loop.assertInLoop()
         guard !closed, !requestEnded else { return }
         requestEnded = true
-        if requestChunked { HTTP1Serializer.lastChunk.withUnsafeBytes { stream.write($0) } }
+        if requestChunked { held.append(contentsOf: HTTP1Serializer.lastChunk) }
+        flushHeld()
         if !responseHeadSeen { arm(timeouts.response, phase: "waiting for the response") }
+    }
+
+    /// Hands the held output to the stream.
+    private func flushHeld() {
+        guard !held.isEmpty else { return }
+        if closed {
+            held.removeAll(keepingCapacity: true)
+            return
+        }
+        stream.write(held)
+        held.removeAll(keepingCapacity: held.capacity <= 64 * 1024)
     }
 
     /// Backpressure from the client side: stop reading the response for a while.
