@@ -4,6 +4,7 @@ import EventLoop
 import HTTP1
 import HTTPServer
 import Logging
+import Synchronization
 import TLS
 import Upstream
 
@@ -288,8 +289,7 @@ final class ProxyHandler: HTTPServerHandler {
            given.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
             return String(decoding: given, as: UTF8.self)
         }
-        // 128 random bits as 32 hex digits, written straight into the string's storage.
-        var random = (UInt64.random(in: .min ... .max), UInt64.random(in: .min ... .max))
+        var random = RequestIDSource.next()
         let digits: StaticString = "0123456789abcdef"
         return withUnsafeBytes(of: &random) { raw in
             String(unsafeUninitializedCapacity: 32) { buffer in
@@ -300,5 +300,28 @@ final class ProxyHandler: HTTPServerHandler {
                 return 32
             }
         }
+    }
+}
+
+/// Request ids: unique within the process and unpredictable-looking, without a system call
+/// per request (the system generator costs one `getrandom` per 64 bits). A counter runs
+/// through SplitMix64's finaliser, a bijection on 64 bits, under two keys drawn once from
+/// the system generator: distinct counts give distinct ids, and processes differ by key.
+/// (Ids need uniqueness, not secrecy: they are echoed to clients and logged.)
+enum RequestIDSource {
+    private static let counter = Atomic<UInt64>(0)
+    private static let keys = (UInt64.random(in: .min ... .max), UInt64.random(in: .min ... .max))
+
+    static func next() -> (UInt64, UInt64) {
+        let count = counter.add(1, ordering: .relaxed).newValue
+        return (mix(count &+ keys.0), mix(count ^ keys.1))
+    }
+
+    /// SplitMix64's output function (Steele, Lea, Flood 2014).
+    private static func mix(_ value: UInt64) -> UInt64 {
+        var z = value
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

@@ -1,25 +1,47 @@
-import EventLoop
+import Synchronization
 
 /// Counters the proxy keeps about itself (read by tests, the admin endpoint and shutdown).
-public final class ProxyStats: @unchecked Sendable {
-    private struct Counters {
-        var inFlight = 0
-        var requests = 0
-        var byStatusClass: [Int: Int] = [:]
-        var retries401 = 0
-    }
-    private let counters = Locked(Counters())
+/// Every request touches them from whichever loop serves it: atomics, not a lock.
+public final class ProxyStats: Sendable {
+    private let inFlight = Atomic<Int>(0)
+    private let requests = Atomic<Int>(0)
+    private let retries401 = Atomic<Int>(0)
+    private let informational = Atomic<Int>(0)
+    private let successful = Atomic<Int>(0)
+    private let redirection = Atomic<Int>(0)
+    private let clientError = Atomic<Int>(0)
+    private let serverError = Atomic<Int>(0)
 
     public init() {}
 
-    func requestStarted() { counters.withLock { $0.inFlight += 1; $0.requests += 1 } }
-    func requestFinished(status: Int) {
-        counters.withLock { $0.inFlight -= 1; $0.byStatusClass[status / 100, default: 0] += 1 }
+    /// The counter of a status class (1 for 1xx … 5 for 5xx).
+    private func counter<Result>(statusClass: Int, _ body: (borrowing Atomic<Int>) -> Result) -> Result? {
+        switch statusClass {
+        case 1: body(informational)
+        case 2: body(successful)
+        case 3: body(redirection)
+        case 4: body(clientError)
+        case 5: body(serverError)
+        default: nil
+        }
     }
-    func retryAfter401() { counters.withLock { $0.retries401 += 1 } }
 
-    public var requestsInFlight: Int { counters.withLock { $0.inFlight } }
-    public var requestsTotal: Int { counters.withLock { $0.requests } }
-    public var retriesAfter401: Int { counters.withLock { $0.retries401 } }
-    public func responses(statusClass: Int) -> Int { counters.withLock { $0.byStatusClass[statusClass, default: 0] } }
+    func requestStarted() {
+        inFlight.add(1, ordering: .relaxed)
+        requests.add(1, ordering: .relaxed)
+    }
+
+    func requestFinished(status: Int) {
+        inFlight.subtract(1, ordering: .relaxed)
+        _ = counter(statusClass: status / 100) { $0.add(1, ordering: .relaxed) }
+    }
+
+    func retryAfter401() { retries401.add(1, ordering: .relaxed) }
+
+    public var requestsInFlight: Int { inFlight.load(ordering: .relaxed) }
+    public var requestsTotal: Int { requests.load(ordering: .relaxed) }
+    public var retriesAfter401: Int { retries401.load(ordering: .relaxed) }
+    public func responses(statusClass: Int) -> Int {
+        counter(statusClass: statusClass) { $0.load(ordering: .relaxed) } ?? 0
+    }
 }
