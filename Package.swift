@@ -16,9 +16,14 @@ import PackageDescription
 //   Admin        /healthz, /readyz and /metrics (Prometheus) on their own listener
 //   Sandbox      a stand-in for Floriday's IDM and API, for tests and the demo
 //   floriday-proxy  the command line
+// The modules every request passes through: in release builds they skip the run-time
+// exclusivity checks (about 6 % of the instructions per request in a profile). Debug builds,
+// and so the tests, keep them; the compiler's static checks stay on everywhere.
+let hotPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+
 let package = Package(
     name: "floriday-proxy",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "floriday-proxy", targets: ["floriday-proxy"]),
     ],
@@ -36,19 +41,19 @@ let package = Package(
             providers: [.apt(["libssl-dev"]), .brew(["openssl@3"])]
         ),
         .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
-        .target(name: "EventLoop"),
-        .target(name: "TLS", dependencies: ["COpenSSL", "EventLoop"]),
-        .target(name: "HTTP1"),
+        .target(name: "EventLoop", swiftSettings: hotPath),
+        .target(name: "TLS", dependencies: ["COpenSSL", "EventLoop"], swiftSettings: hotPath),
+        .target(name: "HTTP1", swiftSettings: hotPath),
         .target(name: "HTTP2", dependencies: ["CNGHTTP2", "HTTP1"]),
-        .target(name: "HTTPServer", dependencies: ["EventLoop", "TLS", "HTTP1", "HTTP2"]),
-        .target(name: "Upstream", dependencies: ["EventLoop", "TLS", "HTTP1"]),
+        .target(name: "HTTPServer", dependencies: ["EventLoop", "TLS", "HTTP1", "HTTP2"], swiftSettings: hotPath),
+        .target(name: "Upstream", dependencies: ["EventLoop", "TLS", "HTTP1"], swiftSettings: hotPath),
         .target(name: "Auth", dependencies: ["EventLoop", "Upstream", "HTTP1", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "Proxy", dependencies: [
             "EventLoop", "HTTP1", "HTTPServer", "Upstream", "Auth", "Config",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
-        ]),
+        ], swiftSettings: hotPath),
         .target(name: "Admin", dependencies: [
             "EventLoop", "HTTP1", "HTTPServer", "Upstream", "Auth", "Proxy",
             .product(name: "Prometheus", package: "swift-prometheus"),

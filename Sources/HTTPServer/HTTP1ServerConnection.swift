@@ -359,6 +359,8 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
             held.append(contentsOf: HTTP1Serializer.lastChunk)
         }
         flushHeld()
+        // An idle keep-alive connection holds no buffer (thousands of them may be open).
+        held = []
         exchangeDidComplete(exchange)
     }
 

@@ -18,7 +18,13 @@ final class LogOutput: @unchecked Sendable {
     private var pending: [UInt8] = []
     private var dropped = 0
     private var writing = false
+    /// The writer sleeps on the condition: the next line must wake it. While it is awake
+    /// (writing, or pausing between batches) lines are only appended, with no wake-up each.
+    private var writerWaiting = false
     private var started = false
+    /// After a small batch the writer pauses this long, so lines arriving at a high rate
+    /// leave in few large writes rather than one write (and one wake-up) each.
+    private static let batchInterval: useconds_t = 10_000
     /// Builds the line that reports dropped lines, in the format of the other lines.
     private var droppedNotice: @Sendable (Int) -> [UInt8] = { count in Array("\(count) log lines dropped: the log output is too slow\n".utf8) }
 
@@ -46,7 +52,7 @@ final class LogOutput: @unchecked Sendable {
             return
         }
         pending.append(contentsOf: line)
-        condition.broadcast()
+        if writerWaiting { condition.broadcast() }
     }
 
     /// Waits until every line queued so far is written, or `timeout` passes (the reader may
@@ -64,7 +70,11 @@ final class LogOutput: @unchecked Sendable {
         var batch: [UInt8] = []
         while true {
             condition.lock()
-            while pending.isEmpty && dropped == 0 { condition.wait() }
+            while pending.isEmpty && dropped == 0 {
+                writerWaiting = true
+                condition.wait()
+                writerWaiting = false
+            }
             batch.append(contentsOf: pending)
             pending.removeAll(keepingCapacity: pending.capacity <= capacity)
             if dropped > 0 {
@@ -76,12 +86,14 @@ final class LogOutput: @unchecked Sendable {
             condition.unlock()
 
             writeAll(batch)
+            let wasSmall = batch.count < 64 * 1024
             batch.removeAll(keepingCapacity: batch.capacity <= capacity)
 
             condition.lock()
             writing = false
-            condition.broadcast()
+            condition.broadcast()   // a flush may be waiting
             condition.unlock()
+            if wasSmall { usleep(Self.batchInterval) }
         }
     }
 
