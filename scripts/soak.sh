@@ -13,7 +13,7 @@ seconds="${1:-300}"
 case "$seconds" in ''|*[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;; esac
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-scratch="${SOAK_SCRATCH_PATH:-$root/.build-soak}"
+scratch="${SOAK_SCRATCH_PATH:-$root/.build}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/floriday-proxy-soak.XXXXXX")"
 sandbox_pid=""
 proxy_pid=""
@@ -53,8 +53,9 @@ wait_for_port() {
 }
 
 echo "soak: building release"
-swift build -c release --scratch-path "$scratch" --product floriday-proxy
-binary="$(swift build -c release --scratch-path "$scratch" --show-bin-path)/floriday-proxy"
+# As shipped (and as `make release` builds it).
+swift build -c release --static-swift-stdlib --scratch-path "$scratch" --product floriday-proxy
+binary="$(swift build -c release --static-swift-stdlib --scratch-path "$scratch" --show-bin-path)/floriday-proxy"
 
 sandbox_port="$(free_port)"
 proxy_port="$(free_port)"
