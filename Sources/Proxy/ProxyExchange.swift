@@ -59,6 +59,11 @@ final class ProxyExchange: UpstreamResponseHandler {
         self.settings = context.settings
         self.requestID = requestID
         self.target = target
+        context.stats.exchangeCreated()
+    }
+
+    deinit {
+        context.stats.exchangeReleased()
     }
 
     // MARK: 1. request filter

@@ -6,6 +6,7 @@ public final class ProxyStats: Sendable {
     private let inFlight = Atomic<Int>(0)
     private let requests = Atomic<Int>(0)
     private let retries401 = Atomic<Int>(0)
+    private let exchanges = Atomic<Int>(0)
     private let informational = Atomic<Int>(0)
     private let successful = Atomic<Int>(0)
     private let redirection = Atomic<Int>(0)
@@ -37,10 +38,15 @@ public final class ProxyStats: Sendable {
     }
 
     func retryAfter401() { retries401.add(1, ordering: .relaxed) }
+    func exchangeCreated() { exchanges.add(1, ordering: .relaxed) }
+    func exchangeReleased() { exchanges.subtract(1, ordering: .relaxed) }
 
     public var requestsInFlight: Int { inFlight.load(ordering: .relaxed) }
     public var requestsTotal: Int { requests.load(ordering: .relaxed) }
     public var retriesAfter401: Int { retries401.load(ordering: .relaxed) }
+    /// Proxied exchanges still in memory: back to zero once the traffic stops, or something
+    /// holds on to finished requests (a reference cycle, a callback never called).
+    public var exchangesInMemory: Int { exchanges.load(ordering: .relaxed) }
     public func responses(statusClass: Int) -> Int {
         counter(statusClass: statusClass) { $0.load(ordering: .relaxed) } ?? 0
     }

@@ -140,3 +140,28 @@ import Testing
         #expect(!logs.contains("secret-query"))   // queries are left out of the access log by default
     }
 }
+
+/// Finished requests leave nothing behind, however they ended.
+@Suite struct ExchangeLifetimeTests {
+    /// Clients that hang up right after sending, while the proxy is still getting an upstream
+    /// connection or waiting for the answer: every exchange is released afterwards.
+    @Test func abortedRequestsAreReleased() throws {
+        let h = try Harness()
+        #expect(try h.client().request("GET", "/suppliers-api-2026v1/warm").status == 200)
+        for index in 0..<40 {
+            // Closed when it goes out of scope, right after sending.
+            let client = try h.client()
+            // Half wait on a slow answer; the other half also force a new upstream connection,
+            // since every abandoned exchange takes its connection down with it.
+            let target = index % 2 == 0 ? "/suppliers-api-2026v1/_sandbox/delay?ms=200" : "/suppliers-api-2026v1/left-\(index)"
+            try client.send("GET \(target) HTTP/1.1\r\nHost: p\r\n\r\n")
+        }
+        #expect(eventually(timeout: 5) { h.proxy.stats.requestsInFlight == 0 && h.proxy.activeClientConnections == 0 })
+        #expect(eventually(timeout: 5) { h.proxy.stats.exchangesInMemory == 0 }, "\(h.proxy.stats.exchangesInMemory) exchanges still in memory")
+        // And ordinary traffic, for comparison.
+        for index in 0..<10 {
+            #expect(try h.client().request("GET", "/suppliers-api-2026v1/after-\(index)").status == 200)
+        }
+        #expect(eventually(timeout: 5) { h.proxy.stats.exchangesInMemory == 0 }, "\(h.proxy.stats.exchangesInMemory) exchanges still in memory")
+    }
+}
