@@ -52,16 +52,11 @@ public struct AccessLog: Sendable {
         logger.info("access", metadata: metadata)
     }
 
+    /// Milliseconds with one decimal, rounded: "12.3".
     static func milliseconds(_ duration: Duration) -> String {
-        let ms = Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
-        return String(Int((ms * 10).rounded())) .insertingDecimal()
-    }
-}
-
-extension String {
-    /// "1234" (tenths) -> "123.4"
-    fileprivate func insertingDecimal() -> String {
-        guard let value = Int(self) else { return self }
-        return "\(value / 10).\(value % 10)"
+        let (seconds, attoseconds) = duration.components
+        // Tenths of a millisecond are 1e14 attoseconds.
+        let tenths = seconds * 10_000 + (attoseconds + 50_000_000_000_000) / 100_000_000_000_000
+        return "\(tenths / 10).\(tenths % 10)"
     }
 }

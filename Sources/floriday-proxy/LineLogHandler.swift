@@ -22,52 +22,82 @@ struct LineLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
-        var merged = metadata
-        if let extra = event.metadata { merged.merge(extra) { $1 } }
+        var merged = event.metadata ?? [:]
+        if !metadata.isEmpty { merged.merge(metadata) { fromEvent, _ in fromEvent } }
         let line = Self.render(level: event.level, message: "\(event.message)", metadata: merged, format: format)
         line.withUnsafeBytes { LogOutput.standardError.write($0) }
     }
 
-    /// One line, newline included.
-    static func render(level: Logger.Level, message: String, metadata merged: Logger.Metadata, format: Format) -> [UInt8] {
+    /// One line, newline included. Keys are sorted, so lines of one kind line up.
+    static func render(level: Logger.Level, message: String, metadata: Logger.Metadata, format: Format) -> [UInt8] {
         var line: [UInt8] = []
-        line.reserveCapacity(256)
-        let keys = merged.keys.sorted()
+        line.reserveCapacity(320)
+        let entries = metadata.sorted { $0.key < $1.key }
         switch format {
         case .text:
-            Self.appendTimestamp(to: &line)
+            appendTimestamp(to: &line)
             line.append(0x20)
-            line.append(contentsOf: level.rawValue.uppercased().utf8)
+            line.append(contentsOf: levelNames[level]!.utf8)
             line.append(0x20)
             line.append(contentsOf: message.utf8)
-            for key in keys {
+            for (key, value) in entries {
                 line.append(0x20)
                 line.append(contentsOf: key.utf8)
                 line.append(UInt8(ascii: "="))
-                let value = "\(merged[key]!)"
-                if value.isEmpty || value.utf8.contains(0x20) || value.utf8.contains(UInt8(ascii: "\"")) {
-                    line.append(contentsOf: jsonString(value).utf8)
+                let text = string(value)
+                // Quoted (JSON rules) when it would otherwise be ambiguous or break the line.
+                if text.isEmpty || text.utf8.contains(where: { $0 <= 0x20 || $0 == UInt8(ascii: "\"") || $0 == 0x7F }) {
+                    appendJSONString(text, to: &line)
                 } else {
-                    line.append(contentsOf: value.utf8)
+                    line.append(contentsOf: text.utf8)
                 }
             }
         case .json:
             line.append(contentsOf: #"{"time":""#.utf8)
-            Self.appendTimestamp(to: &line)
+            appendTimestamp(to: &line)
             line.append(contentsOf: #"","level":""#.utf8)
             line.append(contentsOf: level.rawValue.utf8)
             line.append(contentsOf: #"","msg":"#.utf8)
-            line.append(contentsOf: jsonString(message).utf8)
-            for key in keys {
+            appendJSONString(message, to: &line)
+            for (key, value) in entries {
                 line.append(UInt8(ascii: ","))
-                line.append(contentsOf: jsonString(key).utf8)
+                appendJSONString(key, to: &line)
                 line.append(UInt8(ascii: ":"))
-                line.append(contentsOf: jsonString("\(merged[key]!)").utf8)
+                appendJSONString(string(value), to: &line)
             }
             line.append(UInt8(ascii: "}"))
         }
         line.append(0x0A)
         return line
+    }
+
+    private static let levelNames: [Logger.Level: String] = Dictionary(
+        uniqueKeysWithValues: Logger.Level.allCases.map { ($0, $0.rawValue.uppercased()) })
+
+    private static func string(_ value: Logger.MetadataValue) -> String {
+        if case .string(let text) = value { return text }
+        return "\(value)"
+    }
+
+    /// `text` as a JSON string (RFC 8259 §7): quotes, backslashes and control characters
+    /// escaped, everything else copied as UTF-8.
+    static func appendJSONString(_ text: String, to line: inout [UInt8]) {
+        line.append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): line.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
+            case UInt8(ascii: "\\"): line.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+            case 0x0A: line.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+            case 0x0D: line.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+            case 0x09: line.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+            case 0..<0x20, 0x7F:
+                let hex: StaticString = "0123456789abcdef"
+                line.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
+                                         hex.utf8Start[Int(byte >> 4)], hex.utf8Start[Int(byte & 0x0F)]])
+            default: line.append(byte)
+            }
+        }
+        line.append(UInt8(ascii: "\""))
     }
 
     /// RFC 3339 UTC with milliseconds, e.g. 2026-11-29T05:25:11.160Z.

@@ -21,3 +21,14 @@ import Testing
         #expect(ProxyHandler.requestID(from: HTTPHeaders([("X-Request-Id", "has space")])) != "has space")
     }
 }
+
+@Suite struct AccessLogFormatTests {
+    @Test func durationsAreMillisecondsWithOneDecimal() {
+        #expect(AccessLog.milliseconds(.zero) == "0.0")
+        #expect(AccessLog.milliseconds(.microseconds(12_340)) == "12.3")
+        #expect(AccessLog.milliseconds(.microseconds(12_350)) == "12.4")   // rounded half up
+        #expect(AccessLog.milliseconds(.microseconds(49)) == "0.0")
+        #expect(AccessLog.milliseconds(.seconds(2)) == "2000.0")
+        #expect(AccessLog.milliseconds(.seconds(61) + .microseconds(999_960)) == "62000.0")
+    }
+}
