@@ -117,6 +117,7 @@ public final class UpstreamPool: @unchecked Sendable {
             }
             finished = true
             deadline?.cancel()
+            deadline = nil   // the deadline's handler holds this closure
             if let self {
                 self.connecting -= 1
                 switch result {
