@@ -30,7 +30,7 @@ public final class EventLoop: @unchecked Sendable {
         self.readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readBufferSize, alignment: 16)
         self.tick = DispatchSource.makeTimerSource(flags: [], queue: queue)
         queue.setSpecific(key: queueKey, value: ObjectIdentifier(self))
-        tick.setEventHandler { [unowned self] in self.fireDueTimers() }
+        tick.setEventHandler { [weak self] in self?.fireDueTimers() }
         tick.schedule(deadline: .distantFuture, repeating: .never)
         tick.activate()
     }
@@ -70,6 +70,9 @@ public final class EventLoop: @unchecked Sendable {
 
     deinit {
         tick.cancel()
+        // Nothing can reach this loop any more, so its armed timers can never fire; their
+        // handlers may hold objects that hold the timers: let go of them.
+        for timer in armedTimers { timer.loopGone() }
         readBuffer.deallocate()
     }
 

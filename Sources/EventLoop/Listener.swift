@@ -12,7 +12,8 @@ public final class Listener: @unchecked Sendable {
     private let acceptLoop: EventLoop
     private let source: DispatchSourceRead
     private let maxConnections: Int
-    private let onAccept: (SocketConnection) -> Void
+    /// Dropped on `close()`: the handler often reaches back to the listener's owner.
+    private var onAccept: ((SocketConnection) -> Void)?
     private let active = Locked(0)
     private var suspended = false
     private var closed = false
@@ -33,7 +34,7 @@ public final class Listener: @unchecked Sendable {
         self.maxConnections = maxConnections
         self.onAccept = onAccept
         source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: acceptLoop.queue)
-        source.setEventHandler { [unowned self] in self.acceptPending() }
+        source.setEventHandler { [weak self] in self?.acceptPending() }
         source.setCancelHandler { Glibc.close(fd) }
     }
 
@@ -68,7 +69,9 @@ public final class Listener: @unchecked Sendable {
         acceptLoop.executeSoon { [self] in
             guard !closed else { return }
             closed = true
+            onAccept = nil
             retryTimer?.cancel()
+            retryTimer = nil
             source.cancel()
             if !started { started = true; source.activate() }
             if suspended { suspended = false; source.resume() }
@@ -76,7 +79,7 @@ public final class Listener: @unchecked Sendable {
     }
 
     private func acceptPending() {
-        while !closed {
+        while !closed, let onAccept {
             if active.withLock({ $0 >= maxConnections }) {
                 pause(retryAfter: nil)
                 return
@@ -102,7 +105,6 @@ public final class Listener: @unchecked Sendable {
             active.withLock { $0 += 1 }
             let loop = group.next()
             let connection = SocketConnection(fd: client, loop: loop, remoteAddress: SocketAddress(storage: storage, length: length))
-            let onAccept = self.onAccept
             loop.execute { onAccept(connection) }
         }
     }

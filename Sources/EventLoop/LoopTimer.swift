@@ -8,9 +8,13 @@ import Dispatch
 /// cost more than proxying a small request; so a timer here is only a deadline in its loop's
 /// timer set, and one coarse per-loop tick (`EventLoop.timerResolution`) fires what is due.
 /// Not thread-safe: use it on its loop only (except `init`).
+///
+/// An armed timer is held by its loop's timer set; the timer holds its loop only weakly, so
+/// a timer left armed does not keep a loop (and all the loop's timers) alive, and
+/// cancelling drops the handler, so a handler that captures the timer's owner leaves no cycle.
 public final class LoopTimer: @unchecked Sendable {
-    private let loop: EventLoop
-    private let handler: () -> Void
+    private weak var loop: EventLoop?
+    private var handler: (() -> Void)?
     /// Uptime nanoseconds; meaningful while armed.
     var deadline: UInt64 = 0
     private var cancelled = false
@@ -27,7 +31,7 @@ public final class LoopTimer: @unchecked Sendable {
         let nanoseconds = delay.components.seconds.multipliedReportingOverflow(by: 1_000_000_000)
         let offset = nanoseconds.overflow ? UInt64.max / 2 : UInt64(max(0, nanoseconds.partialValue + delay.components.attoseconds / 1_000_000_000))
         deadline = DispatchTime.now().uptimeNanoseconds &+ offset
-        if !isArmed {
+        if !isArmed, let loop {
             isArmed = true
             loop.arm(self)
         }
@@ -37,20 +41,28 @@ public final class LoopTimer: @unchecked Sendable {
     public func disarm() {
         guard isArmed else { return }
         isArmed = false
-        loop.disarm(self)
+        loop?.disarm(self)
     }
 
-    /// Ends the timer for good.
+    /// Ends the timer for good, and lets go of the handler.
     public func cancel() {
         cancelled = true
         disarm()
+        handler = nil
+    }
+
+    /// The loop is going away: the timer will never fire.
+    func loopGone() {
+        isArmed = false
+        cancelled = true
+        handler = nil
     }
 
     /// Called by the loop's tick when the deadline has passed.
     func fire() {
         guard isArmed, !cancelled else { return }
         isArmed = false
-        handler()
+        handler?()
     }
 }
 

@@ -218,7 +218,9 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
             stream.abort()
             return
         }
-        if !headStarted && !parser.isIdle {
+        // Unparsed bytes with no exchange under way are the start of the next head; with one,
+        // they are its body.
+        if !headStarted && current == nil && !parser.isIdle {
             headStarted = true
             if readTimerMode == .idle || readTimerMode == .firstRequest { setReadTimer(.head) }
         }

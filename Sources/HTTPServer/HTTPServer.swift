@@ -17,7 +17,8 @@ public final class HTTPServer: @unchecked Sendable {
     ) throws(SocketError) {
         self.group = group
         let connections = self.connections
-        var listenerRef: Listener?
+        // Weak: the listener holds this closure.
+        weak var listenerRef: Listener?
         listener = try Listener(bindTo: address, group: group, maxConnections: maxConnections) { socket in
             let stream: ByteStream
             if let tls {

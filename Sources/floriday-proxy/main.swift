@@ -45,14 +45,19 @@ func makeLogger(_ settings: LogSettings) -> Logger {
     return Logger(label: "floriday-proxy")
 }
 
+/// Where signals are handled. Not the main queue: serving that takes `dispatchMain()`, which
+/// ends the main thread, and with it the stack that holds what the command set up.
+private let signalQueue = DispatchQueue(label: "floriday-proxy.signals")
+
 /// Stops on SIGINT/SIGTERM: the first signal drains, a second one exits at once.
+/// The calling thread waits here until the process exits.
 func runUntilSignalled(stop: @escaping (@escaping @Sendable () -> Void) -> Void) -> Never {
     signal(SIGINT, SIG_IGN)
     signal(SIGTERM, SIG_IGN)
-    var stopping = false
+    var stopping = false   // on signalQueue only
     var sources: [DispatchSourceSignal] = []
     for number in [SIGINT, SIGTERM] {
-        let source = DispatchSource.makeSignalSource(signal: number, queue: .main)
+        let source = DispatchSource.makeSignalSource(signal: number, queue: signalQueue)
         source.setEventHandler {
             if stopping { Foundation.exit(1) }   // a second signal: no more waiting
             stopping = true
@@ -61,13 +66,14 @@ func runUntilSignalled(stop: @escaping (@escaping @Sendable () -> Void) -> Void)
         source.activate()
         sources.append(source)
     }
-    withExtendedLifetime(sources) { dispatchMain() }
+    let never = DispatchSemaphore(value: 0)
+    while true { withExtendedLifetime(sources) { never.wait() } }   // the handlers exit
 }
 
-/// Runs `work` on every SIGHUP (on the main queue).
+/// Runs `work` on every SIGHUP (one at a time, with the other signal handlers).
 func onSIGHUP(_ work: @escaping () -> Void) -> DispatchSourceSignal {
     signal(SIGHUP, SIG_IGN)
-    let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .main)
+    let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: signalQueue)
     source.setEventHandler(handler: work)
     source.activate()
     return source

@@ -17,23 +17,40 @@ import Testing
 
     struct Outcome { var status: Int32; var stdout: String; var stderr: String }
 
+    /// `environment` plus the sanitizer options the tests run with, if any (`make asan`), so a
+    /// sanitized child is checked the same way; its reports need the symbolizer to name
+    /// functions (suppressions match names), which the child's own PATH may not reach.
+    static func childEnvironment(_ environment: [String: String]) -> [String: String] {
+        let parent = ProcessInfo.processInfo.environment
+        var result = environment
+        for key in ["ASAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS", "ASAN_SYMBOLIZER_PATH", "TSAN_SYMBOLIZER_PATH"] {
+            if let value = parent[key] { result[key] = value }
+        }
+        if parent["ASAN_OPTIONS"] != nil || parent["LSAN_OPTIONS"] != nil || parent["TSAN_OPTIONS"] != nil,
+           let symbolizer = (parent["PATH"] ?? "").split(separator: ":").map({ $0 + "/llvm-symbolizer" })
+               .first(where: { FileManager.default.isExecutableFile(atPath: $0) }) {
+            if result["ASAN_SYMBOLIZER_PATH"] == nil { result["ASAN_SYMBOLIZER_PATH"] = symbolizer }
+            if result["TSAN_SYMBOLIZER_PATH"] == nil { result["TSAN_SYMBOLIZER_PATH"] = symbolizer }
+        }
+        return result
+    }
+
     static func run(_ arguments: [String], environment: [String: String] = [:], timeout: Double = 30) throws -> Outcome {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
-        process.environment = environment.merging(["PATH": "/usr/bin:/bin"]) { a, _ in a }
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
+        process.environment = childEnvironment(environment.merging(["PATH": "/usr/bin:/bin"]) { a, _ in a })
+        let out = PipeDrain(), err = PipeDrain()
+        process.standardOutput = out.pipe
+        process.standardError = err.pipe
         try process.run()
+        out.start()
+        err.start()
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { usleep(20_000) }
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
-        return Outcome(
-            status: process.terminationStatus,
-            stdout: String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
-            stderr: String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+        return Outcome(status: process.terminationStatus, stdout: out.text, stderr: err.text)
     }
 
     static let credentials = ["FLORIDAY_CLIENT_ID": "id-123", "FLORIDAY_CLIENT_SECRET": "s3cr3t-value", "FLORIDAY_API_KEY": "k3y-value"]
@@ -86,7 +103,7 @@ import Testing
     }
 
     /// Runs the proxy binary against an in-process sandbox; returns the process and its port.
-    static func startProxy(sandbox: SandboxServer, caFile: String, extra: String = "") throws -> (Process, Int, Pipe) {
+    static func startProxy(sandbox: SandboxServer, caFile: String, extra: String = "", environment: [String: String] = [:]) throws -> (Process, Int, PipeDrain) {
         let port = FailureTests.closedPort()
         // No admin listener unless asked for: its default port may be taken on a shared machine.
         let admin = extra.contains("admin_listen") ? "" : "admin_listen: off"
@@ -101,14 +118,19 @@ import Testing
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["run", "--config", config]
-        process.environment = ["FLORIDAY_CLIENT_ID": SandboxClient.default.clientID, "FLORIDAY_CLIENT_SECRET": SandboxClient.default.clientSecret, "FLORIDAY_API_KEY": "sandbox-api-key"]
-        let err = Pipe()
-        process.standardError = err
+        process.environment = childEnvironment(["FLORIDAY_CLIENT_ID": SandboxClient.default.clientID, "FLORIDAY_CLIENT_SECRET": SandboxClient.default.clientSecret, "FLORIDAY_API_KEY": "sandbox-api-key"])
+            .merging(environment) { _, given in given }
+        let err = PipeDrain()
+        process.standardError = err.pipe
         process.standardOutput = FileHandle.nullDevice
         try process.run()
+        err.start()
         #expect(eventually(timeout: 10) { (try? TestClient(port: port)) != nil })
         return (process, port, err)
     }
+
+    /// Whether these tests (and so the binary, built alongside) run under AddressSanitizer.
+    static var addressSanitized: Bool { dlsym(nil, "__asan_init") != nil }
 
     static func highWaterRSS(_ pid: Int32) -> Int {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
@@ -125,8 +147,8 @@ import Testing
         #expect(response.status == 200)
         process.terminate()   // SIGTERM
         process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
-        let logs = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let logs = err.text
+        #expect(process.terminationStatus == 0, "\(logs)")
         #expect(logs.contains("started"))
         #expect(logs.contains("listen=127.0.0.1:\(port)"))
         #expect(logs.contains("environment=staging"))
@@ -144,7 +166,7 @@ import Testing
         #expect(try TestClient(port: port).request("GET", "/suppliers-api-2024v2/x?page=2").status == 200)
         process.terminate()
         process.waitUntilExit()
-        let lines = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
+        let lines = err.text.split(separator: "\n")
         let objects = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         #expect(objects.count == lines.count && !lines.isEmpty)
         let access = objects.first { $0["msg"] as? String == "access" }
@@ -193,7 +215,15 @@ import Testing
         let sandbox = try SandboxServer(address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true)
         defer { sandbox.stop() }
         let caFile = try CertificateFile(sandbox.certificateAuthorityPEM!)
-        let (process, port, _) = try Self.startProxy(sandbox: sandbox, caFile: caFile.path, extra: "limits: { max_body_bytes: 64MiB }\nlog: { level: warning }")
+        // AddressSanitizer holds freed memory back (its quarantine, 256 MiB) to catch use after
+        // free, so the peak would measure the quarantine: the sanitized child runs without one.
+        var environment: [String: String] = [:]
+        if Self.addressSanitized {
+            let options = ProcessInfo.processInfo.environment["ASAN_OPTIONS"].map { $0 + ":" } ?? ""
+            environment["ASAN_OPTIONS"] = options + "quarantine_size_mb=0"
+        }
+        let (process, port, _) = try Self.startProxy(sandbox: sandbox, caFile: caFile.path, extra: "limits: { max_body_bytes: 64MiB }\nlog: { level: warning }",
+                                                     environment: environment)
         defer { process.terminate(); process.waitUntilExit() }
         let client = try TestClient(port: port, timeout: 60)
         #expect(try client.request("GET", "/suppliers-api-2024v2/x").status == 200)
@@ -293,10 +323,11 @@ extension ProcessTests {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = ["run", "--config", path]
-        process.environment = ["FLORIDAY_CLIENT_ID": SandboxClient.default.clientID, "FLORIDAY_CLIENT_SECRET": SandboxClient.default.clientSecret]
-        let err = Pipe()
-        process.standardError = err
+        process.environment = Self.childEnvironment(["FLORIDAY_CLIENT_ID": SandboxClient.default.clientID, "FLORIDAY_CLIENT_SECRET": SandboxClient.default.clientSecret])
+        let err = PipeDrain()
+        process.standardError = err.pipe
         try process.run()
+        err.start()
         defer { process.terminate(); process.waitUntilExit() }
         #expect(eventually(timeout: 10) { (try? TestClient(port: port)) != nil })
         let client = try TestClient(port: port)
@@ -314,12 +345,36 @@ extension ProcessTests {
         #expect(try Self.run(["healthcheck", "--url", "http://127.0.0.1:\(adminPort)/healthz"]).status == 0)
         process.terminate()
         process.waitUntilExit()
-        let logs = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let logs = err.text
         #expect(logs.contains("config.reloaded"))
         #expect(logs.contains("config.reload.failed"))
         #expect(logs.contains("timeouts.conect"))
         #expect(!logs.contains("second-key"))
         #expect(try Self.run(["healthcheck", "--url", "http://127.0.0.1:\(adminPort)/healthz"]).status == 1)
+    }
+}
+
+/// Reads a child's output pipe to its end on a thread of its own, from `start()` (after the
+/// child was launched) on. A pipe holds only 64 KiB: a child that writes more while the test
+/// waits for it to exit would otherwise block for ever.
+final class PipeDrain: @unchecked Sendable {
+    let pipe = Pipe()
+    private let finished = DispatchSemaphore(value: 0)
+    private var data = Data()
+
+    func start() {
+        let handle = pipe.fileHandleForReading
+        Thread.detachNewThread { [self] in
+            data = handle.readDataToEndOfFile()
+            finished.signal()
+        }
+    }
+
+    /// Everything the child wrote; waits until every writer has closed the pipe.
+    var text: String {
+        finished.wait()
+        defer { finished.signal() }
+        return String(decoding: data, as: UTF8.self)
     }
 }
 
