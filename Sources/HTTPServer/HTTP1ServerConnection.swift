@@ -63,14 +63,10 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
     private var upgraded: HTTP2ServerConnection?
     /// Response heads and chunk headers are serialized here (one buffer per connection).
     private var scratch: [UInt8] = []
-    /// Output assembled but not yet handed to the stream: a response head waits here for the
-    /// first body bytes (or the end of the response, or the end of this turn of the loop), so
-    /// a small response leaves in one write and one TCP segment, as nginx's `writev` does.
-    private var held: [UInt8] = []
-    private var heldFlushScheduled = false
-    /// Body bytes up to this size are copied behind a held head; larger ones are written
-    /// on their own.
-    private static let coalesceLimit = 16 * 1024
+    /// The response on its way out: its head waits for the first body bytes (or the end of the
+    /// response, or the end of this turn of the loop), so a small response is one write.
+    private let output = HTTP1MessageOutput()
+    private var outputFlushScheduled = false
     private static let pipelineBufferLimit = 64 * 1024
     private static let continueResponse: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
 
@@ -264,7 +260,7 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
         var bytes: [UInt8] = []
         HTTP1Serializer.appendResponseHead(head, to: &bytes)
         bytes.append(contentsOf: body)
-        flushHeld()
+        flushOutput()
         stream.write(bytes)
         current?.transport = nil
         current = nil
@@ -312,69 +308,44 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
         } else if request.version == .http1_0 {
             head.headers.add("Connection", "keep-alive")
         }
-        let start = held.count
-        HTTP1Serializer.appendResponseHead(head, to: &held)
-        if !heldFlushScheduled {
+        let size = output.hold { HTTP1Serializer.appendResponseHead(head, to: &$0) }
+        if !outputFlushScheduled {
             // The body may come in a later read: the head must not wait for it.
-            heldFlushScheduled = true
+            outputFlushScheduled = true
             loop.execute { [weak self] in
                 guard let self else { return }
-                heldFlushScheduled = false
-                flushHeld()
+                outputFlushScheduled = false
+                flushOutput()
             }
         }
-        return held.count - start
+        return size
     }
 
     func writeResponseBody(_ bytes: UnsafeRawBufferPointer, for exchange: ServerExchange) -> Int {
-        switch exchange.responseFraming {
-        case .none:
-            return 0
-        case .length, .close:
-            if held.isEmpty {
-                writeRaw(bytes)
-            } else if bytes.count <= Self.coalesceLimit {
-                held.append(contentsOf: bytes)
-                flushHeld()
-            } else {
-                flushHeld()
-                writeRaw(bytes)
-            }
-        case .chunked:
-            // Size line, data and CRLF in one write (one TLS record, one segment).
-            HTTP1Serializer.appendChunkHeader(size: bytes.count, to: &held)
-            if bytes.count <= Self.coalesceLimit {
-                held.append(contentsOf: bytes)
-                held.append(contentsOf: HTTP1Serializer.chunkTerminator)
-                flushHeld()
-            } else {
-                flushHeld()
-                writeRaw(bytes)
-                HTTP1Serializer.chunkTerminator.withUnsafeBytes { writeRaw($0) }
-            }
-        }
+        guard exchange.responseFraming != .none else { return 0 }
+        if closed { return bytes.count }
+        output.writeBody(bytes, chunked: exchange.responseFraming == .chunked) { writeRaw($0) }
         return bytes.count
     }
 
     func endResponse(for exchange: ServerExchange) {
-        if exchange.responseFraming == .chunked {
-            held.append(contentsOf: HTTP1Serializer.lastChunk)
+        if closed {
+            output.discard(releasingStorage: true)
+        } else {
+            output.end(chunked: exchange.responseFraming == .chunked) { writeRaw($0) }
+            // An idle keep-alive connection holds no buffer (thousands of them may be open).
+            output.discard(releasingStorage: true)
         }
-        flushHeld()
-        // An idle keep-alive connection holds no buffer (thousands of them may be open).
-        held = []
         exchangeDidComplete(exchange)
     }
 
     /// Hands the held output to the stream.
-    private func flushHeld() {
-        guard !held.isEmpty else { return }
+    private func flushOutput() {
         if closed {
-            held.removeAll(keepingCapacity: true)
-            return
+            output.discard()
+        } else {
+            output.flush { writeRaw($0) }
         }
-        writeRaw(held)
-        held.removeAll(keepingCapacity: held.capacity <= 64 * 1024)
     }
 
     func abortExchange(_ exchange: ServerExchange) {

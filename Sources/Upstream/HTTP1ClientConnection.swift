@@ -45,12 +45,11 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
     private var closed = false
     private var keepAlive = true
     private var readPaused = false
-    /// The request head waits here for the first body bytes (or the end of the request, or
-    /// the end of this turn of the loop), so that a small request leaves as one TLS record
-    /// in one write rather than two.
-    private var held: [UInt8] = []
-    private var heldFlushScheduled = false
-    private static let coalesceLimit = 16 * 1024
+    /// The request on its way out: its head waits for the first body bytes (or the end of the
+    /// request, or the end of this turn of the loop), so a small request is one TLS record in
+    /// one write rather than two.
+    private let output = HTTP1MessageOutput()
+    private var outputFlushScheduled = false
     private var timer: LoopTimer!
     private var timerPhase = "waiting for the response"
     /// Called when the exchange completed and the connection may be reused (`true`) or not.
@@ -88,14 +87,14 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
             return
         }
         requestSent = true
-        HTTP1Serializer.appendRequestHead(head, to: &held)
-        if !heldFlushScheduled {
+        output.hold { HTTP1Serializer.appendRequestHead(head, to: &$0) }
+        if !outputFlushScheduled {
             // The body may come later (a streamed upload): the head must not wait for it.
-            heldFlushScheduled = true
+            outputFlushScheduled = true
             loop.execute { [weak self] in
                 guard let self else { return }
-                heldFlushScheduled = false
-                flushHeld()
+                outputFlushScheduled = false
+                flushOutput()
             }
         }
         // The response timeout counts from the end of the request (endRequest); while the
@@ -106,27 +105,7 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
     public func writeBody(_ bytes: UnsafeRawBufferPointer) {
         loop.assertInLoop()
         guard !closed, !requestEnded, bytes.count > 0 else { return }
-        if requestChunked {
-            // Size line, data and CRLF in one write.
-            HTTP1Serializer.appendChunkHeader(size: bytes.count, to: &held)
-            if bytes.count <= Self.coalesceLimit {
-                held.append(contentsOf: bytes)
-                held.append(contentsOf: HTTP1Serializer.chunkTerminator)
-                flushHeld()
-            } else {
-                flushHeld()
-                stream.write(bytes)
-                HTTP1Serializer.chunkTerminator.withUnsafeBytes { stream.write($0) }
-            }
-        } else if held.isEmpty {
-            stream.write(bytes)
-        } else if bytes.count <= Self.coalesceLimit {
-            held.append(contentsOf: bytes)
-            flushHeld()
-        } else {
-            flushHeld()
-            stream.write(bytes)
-        }
+        output.writeBody(bytes, chunked: requestChunked) { stream.write($0) }
         if !responseHeadSeen { arm(timeouts.bodyStall, phase: "sending the request body") }
     }
 
@@ -134,20 +113,17 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
         loop.assertInLoop()
         guard !closed, !requestEnded else { return }
         requestEnded = true
-        if requestChunked { held.append(contentsOf: HTTP1Serializer.lastChunk) }
-        flushHeld()
+        output.end(chunked: requestChunked) { stream.write($0) }
         if !responseHeadSeen { arm(timeouts.response, phase: "waiting for the response") }
     }
 
     /// Hands the held output to the stream.
-    private func flushHeld() {
-        guard !held.isEmpty else { return }
+    private func flushOutput() {
         if closed {
-            held.removeAll(keepingCapacity: true)
-            return
+            output.discard()
+        } else {
+            output.flush { stream.write($0) }
         }
-        stream.write(held)
-        held.removeAll(keepingCapacity: held.capacity <= 64 * 1024)
     }
 
     /// Backpressure from the client side: stop reading the response for a while.
