@@ -1,4 +1,5 @@
 import Dispatch
+import Glibc
 
 /// One serial queue and the scratch memory its connections share.
 ///
@@ -23,6 +24,14 @@ public final class EventLoop: @unchecked Sendable {
     private var armedTimers = Set<LoopTimer>()
     private let tick: DispatchSourceTimer
     private var tickRunning = false
+    /// Descriptors whose sources are cancelled, closed a tick or two later rather than at
+    /// once. libdispatch on Linux keeps its epoll bookkeeping per descriptor number and may
+    /// still hold the old entry for a moment after the cancel handlers ran; a number the
+    /// kernel hands straight to a new connection would then meet that stale entry (the
+    /// muxnote reuse of libdispatch issue 833, and crashes on its manager thread). Keeping
+    /// the number taken for 25–50 ms lets the old entry go first.
+    private var descriptorsToClose: [Int32] = []
+    private var descriptorsClosingNext: [Int32] = []
 
     init(index: Int, target: DispatchQueue?, readBufferSize: Int) {
         self.index = index
@@ -40,6 +49,17 @@ public final class EventLoop: @unchecked Sendable {
     func arm(_ timer: LoopTimer) {
         assertInLoop()
         armedTimers.insert(timer)
+        startTick()
+    }
+
+    /// Closes `fd` after the next full tick (see `descriptorsToClose`).
+    func closeDescriptorLater(_ fd: Int32) {
+        assertInLoop()
+        descriptorsClosingNext.append(fd)
+        startTick()
+    }
+
+    private func startTick() {
         if !tickRunning {
             // The one time the tick source is touched: when the first timer arms.
             tickRunning = true
@@ -53,7 +73,12 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     private func fireDueTimers() {
-        guard !armedTimers.isEmpty else {
+        if !descriptorsToClose.isEmpty || !descriptorsClosingNext.isEmpty {
+            for fd in descriptorsToClose { Glibc.close(fd) }
+            descriptorsToClose = descriptorsClosingNext
+            descriptorsClosingNext = []
+        }
+        guard !armedTimers.isEmpty || !descriptorsToClose.isEmpty else {
             // Nothing armed: park the tick until a timer arms again.
             tickRunning = false
             tick.schedule(deadline: .distantFuture, repeating: .never)
@@ -73,6 +98,7 @@ public final class EventLoop: @unchecked Sendable {
         // Nothing can reach this loop any more, so its armed timers can never fire; their
         // handlers may hold objects that hold the timers: let go of them.
         for timer in armedTimers { timer.loopGone() }
+        for fd in descriptorsToClose + descriptorsClosingNext { Glibc.close(fd) }
         readBuffer.deallocate()
     }
 

@@ -46,7 +46,7 @@ public final class SocketConnection: ByteStream, @unchecked Sendable {
         writeSource.setEventHandler { self.handleWritable() }
         let cancelHandler = { [fd] in
             self.pendingCancels -= 1
-            if self.pendingCancels == 0 { Glibc.close(fd) }
+            if self.pendingCancels == 0 { self.loop.closeDescriptorLater(fd) }
         }
         readSource.setCancelHandler(handler: cancelHandler)
         writeSource.setCancelHandler(handler: cancelHandler)
