@@ -329,13 +329,9 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
     }
 
     func endResponse(for exchange: ServerExchange) {
-        if closed {
-            output.discard(releasingStorage: true)
-        } else {
-            output.end(chunked: exchange.responseFraming == .chunked) { writeRaw($0) }
-            // An idle keep-alive connection holds no buffer (thousands of them may be open).
-            output.discard(releasingStorage: true)
-        }
+        if !closed { output.end(chunked: exchange.responseFraming == .chunked) { writeRaw($0) } }
+        // An idle keep-alive connection holds no buffer (thousands of them may be open).
+        output.discard(releasingStorage: true)
         exchangeDidComplete(exchange)
     }
 

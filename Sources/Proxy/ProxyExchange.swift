@@ -213,9 +213,7 @@ final class ProxyExchange: UpstreamResponseHandler {
     }
 
     func upstreamResponseEnd() {
-        let connection = upstream
         upstream = nil
-        _ = connection
         if state == .discarding401 {
             token = nil
             upstreamPaused = false

@@ -145,9 +145,8 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
     /// The pool hears of it, so the connection's slot is given back.
     public func abandon() {
         loop.assertInLoop()
-        let wasInExchange = handler != nil || responseDone
+        let wasInExchange = handler != nil
         handler = nil
-        responseDone = false
         let wasOpen = !closed
         close()
         if wasInExchange || wasOpen { onExchangeDone?(self, false) }
@@ -263,26 +262,14 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
 
     // MARK: Internals
 
-    private var responseDone = false
-
-    /// The connection is settled (back in the pool, or closed) before the handler hears of
-    /// the end: whatever the handler starts next (a pipelined request, a 401 replay) can
-    /// reuse it instead of opening another.
+    /// The exchange is over. The connection is settled first (back in the pool when the
+    /// request was written completely and both sides agreed to keep it, else closed), then the
+    /// handler hears of the end: whatever it starts next (a pipelined request, a 401 replay)
+    /// can reuse the connection instead of opening another.
     private func responseComplete() {
         timer.disarm()
         let handler = self.handler
-        responseDone = true
-        if requestEnded { finishIfComplete() }
-        handler?.upstreamResponseEnd()
-        finishIfComplete()
-    }
-
-    /// The exchange is over once the response ended; reusable only if the request was
-    /// written completely and both sides agreed to keep the connection.
-    private func finishIfComplete() {
-        guard responseDone else { return }
-        responseDone = false
-        handler = nil
+        self.handler = nil
         exchangesCompleted += 1
         let reusable = keepAlive && requestEnded && !closed && parser.isIdle
         if !reusable {
@@ -295,12 +282,12 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
             stream.resumeReading()
         }
         onExchangeDone?(self, reusable)
+        handler?.upstreamResponseEnd()
     }
 
     private func fail(_ error: UpstreamError) {
         let handler = self.handler
         self.handler = nil
-        responseDone = false
         close()
         onExchangeDone?(self, false)
         handler?.upstreamFailed(error)
