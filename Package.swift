@@ -3,7 +3,8 @@ import PackageDescription
 
 // Modules from the bottom up; a module knows nothing of those listed after it.
 //   COpenSSL     system library (libssl-dev) plus a shim for OpenSSL's macros
-//   EventLoop    non-blocking sockets on Dispatch sources, timers, DNS off the loop
+//   CLinux       epoll and malloc_trim, which Swift's Glibc module leaves out
+//   EventLoop    a loop per core: an epoll set driven by one Dispatch source; sockets, timers, DNS off the loop
 //   TLS          OpenSSL over memory BIOs; a TLS byte stream over a socket
 //   HTTP1        incremental HTTP/1.1 parser and serializer, on bytes
 //   CNGHTTP2     system library (libnghttp2-dev)
@@ -41,7 +42,8 @@ let package = Package(
             providers: [.apt(["libssl-dev"]), .brew(["openssl@3"])]
         ),
         .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
-        .target(name: "EventLoop", swiftSettings: hotPath),
+        .systemLibrary(name: "CLinux"),
+        .target(name: "EventLoop", dependencies: ["CLinux"], swiftSettings: hotPath),
         .target(name: "TLS", dependencies: ["COpenSSL", "EventLoop"], swiftSettings: hotPath),
         .target(name: "HTTP1", swiftSettings: hotPath),
         .target(name: "HTTP2", dependencies: ["CNGHTTP2", "HTTP1"]),

@@ -1,11 +1,26 @@
+import CLinux
 import Dispatch
 import Glibc
 
-/// One serial queue and the scratch memory its connections share.
+/// One serial queue, the epoll set of its sockets, its timers, and the scratch memory its
+/// connections share.
 ///
 /// Every socket, timer and protocol state machine belongs to exactly one loop and is only
 /// touched on its queue, so connection state needs no locks. Loops target one concurrent
 /// queue, so the work of different loops runs on different cores.
+///
+/// **How events arrive.** Dispatch drives the loop, but it never sees a socket: the loop owns
+/// an epoll set (every socket registered once, edge-triggered) and watches the epoll
+/// descriptor with a single `DispatchSourceRead` on its queue. An epoll descriptor is readable
+/// while any socket in its set is ready; the source's handler drains the set with
+/// `epoll_wait(…, 0)` under a budget. libdispatch keeps its own registration of that one
+/// descriptor level-triggered and re-arms it after the handler, so events left over when the
+/// budget runs out fire the source again. Why not a source per socket: libdispatch's Linux
+/// backend pays a manager-thread wake-up, an `ioctl`, a worker hand-off and one or two
+/// `epoll_ctl` re-arms for every event of every source, and its per-descriptor bookkeeping
+/// breaks when descriptor numbers are reused quickly (swift-corelibs-libdispatch issues 833
+/// and 949). With one source per loop it sees a fixed handful of descriptors for the life of
+/// the process.
 public final class EventLoop: @unchecked Sendable {
     public let queue: DispatchQueue
     public let index: Int
@@ -17,46 +32,175 @@ public final class EventLoop: @unchecked Sendable {
 
     private let queueKey = DispatchSpecificKey<ObjectIdentifier>()
 
+    // MARK: epoll state (loop-confined)
+
+    let epollDescriptor: Int32
+    private let epollSource: DispatchSourceRead
+    /// Registered sockets by slot. `epoll_data` carries the slot and its generation, so an
+    /// event that was read from the kernel before its socket was deregistered (later in the
+    /// same batch) finds another generation, or an empty slot, and is dropped: it can neither
+    /// reach a freed object nor a new connection that got the same descriptor number.
+    private var slots: [Slot] = []
+    private var freeSlots: [Int32] = []
+    /// Handlers deregistered during the current batch stay alive until it ends.
+    private var retiredDuringBatch: [EpollHandler] = []
+    private let events: UnsafeMutablePointer<epoll_event>
+    private static let eventsPerWait: Int32 = 256
+    /// Events handled per wake of the source before the loop yields to queued work
+    /// (`execute`, timers); what is left still makes the epoll descriptor readable.
+    static let eventsPerWake = 1024
+    /// Registered sockets now, and the most since memory was last given back (see `trimMemoryIfQuiet`).
+    private var registeredCount = 0
+    private var registeredPeak = 0
+
+    struct Slot {
+        var generation: UInt32 = 0
+        var handler: EpollHandler?
+    }
+
+    /// Names a registration: the slot and its generation, as stored in `epoll_data.u64`.
+    struct Registration {
+        let slot: Int32
+        let generation: UInt32
+        var token: UInt64 { UInt64(generation) << 32 | UInt64(UInt32(bitPattern: slot)) }
+    }
+
+    // MARK: Timers (loop-confined)
+
     /// How often due timers are looked for. Every timeout in the proxy is a second or more,
     /// so a coarse tick costs no precision that matters.
     public static let timerResolution: Duration = .milliseconds(25)
-    /// Armed timers (loop-confined). They hold their timer alive until it fires or is disarmed.
-    private var armedTimers = Set<LoopTimer>()
+    /// Armed timers; each knows its index here, so arming and disarming cost O(1).
+    /// The array holds each armed timer alive until it fires or is disarmed.
+    private var armedTimers: [LoopTimer] = []
     private let tick: DispatchSourceTimer
     private var tickRunning = false
-    /// Descriptors whose sources are cancelled, closed a tick or two later rather than at
-    /// once. libdispatch on Linux keeps its epoll bookkeeping per descriptor number and may
-    /// still hold the old entry for a moment after the cancel handlers ran; a number the
-    /// kernel hands straight to a new connection would then meet that stale entry (the
-    /// muxnote reuse of libdispatch issue 833, and crashes on its manager thread). Keeping
-    /// the number taken for 25–50 ms lets the old entry go first.
-    private var descriptorsToClose: [Int32] = []
-    private var descriptorsClosingNext: [Int32] = []
+    /// Where "now" comes from for this loop's timers.
+    public let clock: any MonotonicClock
 
-    init(index: Int, target: DispatchQueue?, readBufferSize: Int) {
+    init(index: Int, target: DispatchQueue?, readBufferSize: Int, clock: any MonotonicClock = SystemClock()) {
         self.index = index
+        self.clock = clock
         self.queue = DispatchQueue(label: "floriday-proxy.loop.\(index)", qos: .userInitiated, target: target)
         self.readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readBufferSize, alignment: 16)
+        self.events = .allocate(capacity: Int(Self.eventsPerWait))
+        let epollDescriptor = epoll_create1(Int32(EPOLL_CLOEXEC))
+        precondition(epollDescriptor >= 0, "epoll_create1 failed: errno \(errno)")
+        self.epollDescriptor = epollDescriptor
+        self.epollSource = DispatchSource.makeReadSource(fileDescriptor: epollDescriptor, queue: queue)
         self.tick = DispatchSource.makeTimerSource(flags: [], queue: queue)
         queue.setSpecific(key: queueKey, value: ObjectIdentifier(self))
+        epollSource.setEventHandler { [weak self] in self?.drainEvents() }
+        // The descriptor closes only after libdispatch has let go of it.
+        epollSource.setCancelHandler { Glibc.close(epollDescriptor) }
+        epollSource.activate()
         tick.setEventHandler { [weak self] in self?.fireDueTimers() }
         tick.schedule(deadline: .distantFuture, repeating: .never)
         tick.activate()
+    }
+
+    deinit {
+        epollSource.cancel()
+        tick.cancel()
+        // Nothing can reach this loop any more, so its armed timers can never fire; their
+        // handlers may hold objects that hold the timers: let go of them.
+        for timer in armedTimers { timer.loopGone() }
+        events.deallocate()
+        readBuffer.deallocate()
+    }
+
+    // MARK: Registering sockets
+
+    /// Adds `fd` to the loop's epoll set, edge-triggered for reading, writing and the peer's
+    /// end (`EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET`, as nginx registers connections).
+    /// Registration reports the descriptor's current readiness as a first event. The loop
+    /// holds `handler` until `deregister`.
+    func register(_ fd: Int32, handler: EpollHandler, events mask: UInt32 = EventLoop.connectionEvents) -> Registration? {
+        assertInLoop()
+        let slot: Int32
+        if let free = freeSlots.popLast() {
+            slot = free
+        } else {
+            slot = Int32(slots.count)
+            slots.append(Slot())
+        }
+        slots[Int(slot)].generation &+= 1
+        slots[Int(slot)].handler = handler
+        let registration = Registration(slot: slot, generation: slots[Int(slot)].generation)
+        var event = epoll_event()
+        event.events = mask
+        event.data.u64 = registration.token
+        guard epoll_ctl(epollDescriptor, EPOLL_CTL_ADD, fd, &event) == 0 else {
+            slots[Int(slot)].handler = nil
+            freeSlots.append(slot)
+            return nil
+        }
+        registeredCount += 1
+        if registeredCount > registeredPeak { registeredPeak = registeredCount }
+        return registration
+    }
+
+    /// Removes `fd` from the set; the caller closes it afterwards (at once: the kernel is the
+    /// only one that knew it). Events of this registration still waiting in the current batch
+    /// are dropped.
+    func deregister(_ fd: Int32, _ registration: Registration) {
+        assertInLoop()
+        _ = epoll_ctl(epollDescriptor, EPOLL_CTL_DEL, fd, nil)
+        let index = Int(registration.slot)
+        guard slots[index].generation == registration.generation, let handler = slots[index].handler else { return }
+        slots[index].handler = nil
+        freeSlots.append(registration.slot)
+        registeredCount -= 1
+        if draining { retiredDuringBatch.append(handler) }
+    }
+
+    static let connectionEvents: UInt32 = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
+    static let listenerEvents: UInt32 = EPOLLIN.rawValue | EPOLLET.rawValue
+
+    private var draining = false
+
+    /// The epoll descriptor's source fired: deliver what is ready, within the budget.
+    private func drainEvents() {
+        draining = true
+        var handled = 0
+        while handled < Self.eventsPerWake {
+            let count = epoll_wait(epollDescriptor, events, Self.eventsPerWait, 0)
+            if count <= 0 { break }
+            for i in 0..<Int(count) {
+                let event = events[i]
+                let token = event.data.u64
+                let slot = Int(UInt32(truncatingIfNeeded: token))
+                guard slot < slots.count, slots[slot].generation == UInt32(truncatingIfNeeded: token >> 32),
+                      let handler = slots[slot].handler else { continue }
+                handler.handleEpollEvents(event.events)
+            }
+            handled += Int(count)
+            retiredDuringBatch.removeAll(keepingCapacity: true)
+            // A short batch emptied the ready list; asking again would only cost a system call.
+            if count < Self.eventsPerWait { break }
+        }
+        draining = false
     }
 
     // MARK: Timers (see LoopTimer)
 
     func arm(_ timer: LoopTimer) {
         assertInLoop()
-        armedTimers.insert(timer)
+        timer.armedIndex = armedTimers.count
+        armedTimers.append(timer)
         startTick()
     }
 
-    /// Closes `fd` after the next full tick (see `descriptorsToClose`).
-    func closeDescriptorLater(_ fd: Int32) {
+    func disarm(_ timer: LoopTimer) {
         assertInLoop()
-        descriptorsClosingNext.append(fd)
-        startTick()
+        let index = timer.armedIndex
+        guard index >= 0, index < armedTimers.count, armedTimers[index] === timer else { return }
+        let last = armedTimers.removeLast()
+        if index < armedTimers.count {
+            armedTimers[index] = last
+            last.armedIndex = index
+        }
+        timer.armedIndex = -1
     }
 
     private func startTick() {
@@ -67,40 +211,40 @@ public final class EventLoop: @unchecked Sendable {
         }
     }
 
-    func disarm(_ timer: LoopTimer) {
-        assertInLoop()
-        armedTimers.remove(timer)
-    }
-
     private func fireDueTimers() {
-        if !descriptorsToClose.isEmpty || !descriptorsClosingNext.isEmpty {
-            for fd in descriptorsToClose { Glibc.close(fd) }
-            descriptorsToClose = descriptorsClosingNext
-            descriptorsClosingNext = []
-        }
-        guard !armedTimers.isEmpty || !descriptorsToClose.isEmpty else {
+        trimMemoryIfQuiet()
+        guard !armedTimers.isEmpty else {
             // Nothing armed: park the tick until a timer arms again.
             tickRunning = false
             tick.schedule(deadline: .distantFuture, repeating: .never)
             return
         }
-        let now = DispatchTime.now().uptimeNanoseconds
+        let now = clock.nanoseconds
         var due: [LoopTimer] = []
         for timer in armedTimers where timer.deadline <= now { due.append(timer) }
         for timer in due {
-            armedTimers.remove(timer)
+            disarm(timer)
             timer.fire()
         }
     }
 
-    deinit {
-        tick.cancel()
-        // Nothing can reach this loop any more, so its armed timers can never fire; their
-        // handlers may hold objects that hold the timers: let go of them.
-        for timer in armedTimers { timer.loopGone() }
-        for fd in descriptorsToClose + descriptorsClosingNext { Glibc.close(fd) }
-        readBuffer.deallocate()
+    /// Test hook: fire what is due by the loop's clock now, without waiting for the tick.
+    public func fireDueTimersNow() {
+        assertInLoop()
+        fireDueTimers()
     }
+
+    /// After a burst of connections has gone, give the freed memory back to the system:
+    /// glibc keeps it in its arenas otherwise, and the resident size would stay at the peak.
+    /// Checked from the timer tick, never on the request path.
+    private func trimMemoryIfQuiet() {
+        if registeredPeak >= 256 && registeredCount * 4 <= registeredPeak {
+            registeredPeak = registeredCount
+            _ = malloc_trim(0)
+        }
+    }
+
+    // MARK: Running work
 
     /// True when the caller runs on this loop's queue.
     public var inLoop: Bool { DispatchQueue.getSpecific(key: queueKey) == ObjectIdentifier(self) }
@@ -136,6 +280,18 @@ public final class EventLoop: @unchecked Sendable {
         timer.schedule(after: delay)
         return timer
     }
+
+    /// Sockets registered on this loop now (for tests and metrics; read on the loop).
+    public var registeredSockets: Int {
+        assertInLoop()
+        return registeredCount
+    }
+}
+
+/// Receives a registered descriptor's epoll events on its loop.
+protocol EpollHandler: AnyObject {
+    /// `events` holds the `EPOLL*` bits the kernel reported.
+    func handleEpollEvents(_ events: UInt32)
 }
 
 /// A fixed set of loops, one per core by default.
@@ -143,9 +299,9 @@ public final class EventLoopGroup: @unchecked Sendable {
     public let loops: [EventLoop]
     private let counter = AtomicCounter()
 
-    public init(loopCount: Int = System.coreCount, readBufferSize: Int = 64 * 1024) {
+    public init(loopCount: Int = System.coreCount, readBufferSize: Int = 64 * 1024, clock: any MonotonicClock = SystemClock()) {
         let target = DispatchQueue(label: "floriday-proxy.loops", qos: .userInitiated, attributes: .concurrent)
-        loops = (0..<max(1, loopCount)).map { EventLoop(index: $0, target: target, readBufferSize: readBufferSize) }
+        loops = (0..<max(1, loopCount)).map { EventLoop(index: $0, target: target, readBufferSize: readBufferSize, clock: clock) }
     }
 
     /// Round-robin choice of a loop for a new connection.

@@ -1,24 +1,30 @@
-import Dispatch
-
+import CLinux
 /// Accepts TCP connections and hands each to a loop of the group.
 ///
-/// At `maxConnections` it stops accepting (connections wait in the kernel's backlog), and on
-/// EMFILE/ENFILE it pauses for a moment instead of spinning: the process never dies of
-/// running out of descriptors.
+/// The listening socket sits in the first loop's epoll set (edge-triggered: every accept round
+/// goes until `EAGAIN`, or until its budget and then on in a later turn). At `maxConnections`
+/// it stops accepting (connections wait in the kernel's backlog), and on EMFILE/ENFILE it
+/// pauses for a moment instead of spinning: the process never dies of running out of descriptors.
 public final class Listener: @unchecked Sendable {
     public let address: SocketAddress
     private let fd: Int32
     private let group: EventLoopGroup
     private let acceptLoop: EventLoop
-    private let source: DispatchSourceRead
     private let maxConnections: Int
     /// Dropped on `close()`: the handler often reaches back to the listener's owner.
     private var onAccept: ((SocketConnection) -> Void)?
     private let active = Locked(0)
-    private var suspended = false
+    /// The loop-confined part: registration and accepting. The loop holds it while it is
+    /// registered; it holds the listener weakly, so the owner of the listener decides its life.
+    private var events: ListenerEvents?
+    private var paused = false
     private var closed = false
     private var started = false
+    private var acceptScheduled = false
     private var retryTimer: LoopTimer?
+
+    /// Accepts per round before the accept loop yields to its other work.
+    static let acceptsPerRound = 64
 
     /// `onAccept` runs on the new connection's loop; the receiver must call `connectionClosed()`
     /// when that connection ends, so the count of active connections stays right.
@@ -33,16 +39,17 @@ public final class Listener: @unchecked Sendable {
         self.acceptLoop = group.loops[0]
         self.maxConnections = maxConnections
         self.onAccept = onAccept
-        source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: acceptLoop.queue)
-        source.setEventHandler { [weak self] in self?.acceptPending() }
-        source.setCancelHandler { Glibc.close(fd) }
     }
 
     public func start() {
         acceptLoop.executeSoon { [self] in
             guard !started, !closed else { return }
             started = true
-            source.activate()
+            let events = ListenerEvents(self)
+            guard let registration = acceptLoop.register(fd, handler: events, events: EventLoop.listenerEvents) else { return }
+            events.registration = registration
+            self.events = events
+            // Connections already in the backlog are reported by the registration itself.
         }
     }
 
@@ -56,9 +63,10 @@ public final class Listener: @unchecked Sendable {
         }
         if wasFull {
             acceptLoop.execute { [self] in
-                if suspended && !closed && retryTimer == nil {
-                    suspended = false
-                    source.resume()
+                if paused && !closed && retryTimer == nil {
+                    paused = false
+                    // Connections that waited in the backlog raise no new edge: accept them now.
+                    acceptPending()
                 }
             }
         }
@@ -72,22 +80,32 @@ public final class Listener: @unchecked Sendable {
             onAccept = nil
             retryTimer?.cancel()
             retryTimer = nil
-            source.cancel()
-            if !started { started = true; source.activate() }
-            if suspended { suspended = false; source.resume() }
+            if let events, let registration = events.registration {
+                acceptLoop.deregister(fd, registration)
+                events.registration = nil
+            }
+            events = nil
+            Glibc.close(fd)
         }
     }
 
-    private func acceptPending() {
-        while !closed, let onAccept {
+    fileprivate func acceptPending() {
+        var accepted = 0
+        while !closed, !paused, let onAccept {
             if active.withLock({ $0 >= maxConnections }) {
-                pause(retryAfter: nil)
+                paused = true
+                return
+            }
+            if accepted == Self.acceptsPerRound {
+                scheduleAccept()
                 return
             }
             var storage = sockaddr_storage()
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let client = withUnsafeMutablePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(fd, $0, &length) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    accept4(fd, $0, &length, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+                }
             }
             if client < 0 {
                 switch errno {
@@ -101,36 +119,56 @@ public final class Listener: @unchecked Sendable {
                     return
                 }
             }
-            Socket.prepare(client)
+            accepted += 1
+            Socket.disableNagle(client)
             active.withLock { $0 += 1 }
             let loop = group.next()
             let connection = SocketConnection(fd: client, loop: loop, remoteAddress: SocketAddress(storage: storage, length: length))
-            loop.execute { onAccept(connection) }
+            loop.executeSoon { onAccept(connection) }
         }
     }
 
-    private func pause(retryAfter delay: Duration?) {
-        guard !suspended else { return }
-        suspended = true
-        source.suspend()
-        if let delay {
-            let timer = LoopTimer(loop: acceptLoop) { [weak self] in
-                guard let self, !self.closed else { return }
-                self.retryTimer = nil
-                if self.suspended { self.suspended = false; self.source.resume() }
-            }
-            retryTimer = timer
-            timer.schedule(after: delay)
+    private func scheduleAccept() {
+        guard !acceptScheduled else { return }
+        acceptScheduled = true
+        acceptLoop.execute { [self] in
+            acceptScheduled = false
+            acceptPending()
         }
+    }
+
+    private func pause(retryAfter delay: Duration) {
+        guard !paused else { return }
+        paused = true
+        let timer = LoopTimer(loop: acceptLoop) { [weak self] in
+            guard let self, !self.closed else { return }
+            self.retryTimer = nil
+            if self.paused {
+                self.paused = false
+                self.acceptPending()
+            }
+        }
+        retryTimer = timer
+        timer.schedule(after: delay)
     }
 
     deinit {
-        // The source must be cancelled (and running) before it is released.
-        if !closed {
-            closed = true
-            source.cancel()
-            if !started { source.activate() }   // an inactive source must not be released
-            if suspended { source.resume() }
+        guard !closed else { return }
+        // Never closed: leave the loop's set and close, on the loop that owns the registration.
+        let fd = self.fd
+        let loop = acceptLoop
+        let registration = events?.registration
+        loop.execute {
+            if let registration { loop.deregister(fd, registration) }
+            Glibc.close(fd)
         }
     }
+}
+
+/// The listener's entry in its loop's epoll set.
+private final class ListenerEvents: EpollHandler {
+    weak var listener: Listener?
+    var registration: EventLoop.Registration?
+    init(_ listener: Listener) { self.listener = listener }
+    func handleEpollEvents(_ events: UInt32) { listener?.acceptPending() }
 }

@@ -5,8 +5,9 @@ import Dispatch
 /// Connections keep one and move its deadline as their state changes (head timeout, idle
 /// timeout, upstream response timeout), often several times per request. Moving the deadline
 /// of a `DispatchSourceTimer` on Linux wakes libdispatch's manager thread every time, which
-/// cost more than proxying a small request; so a timer here is only a deadline in its loop's
-/// timer set, and one coarse per-loop tick (`EventLoop.timerResolution`) fires what is due.
+/// cost more than proxying a small request; so a timer here is only a deadline (integer
+/// nanoseconds of the loop's clock) in its loop's list of armed timers, and one coarse per-loop
+/// tick (`EventLoop.timerResolution`) fires what is due.
 /// Not thread-safe: use it on its loop only (except `init`).
 ///
 /// An armed timer is held by its loop's timer set; the timer holds its loop only weakly, so
@@ -15,8 +16,10 @@ import Dispatch
 public final class LoopTimer: @unchecked Sendable {
     private weak var loop: EventLoop?
     private var handler: (() -> Void)?
-    /// Uptime nanoseconds; meaningful while armed.
+    /// Nanoseconds of the loop's clock; meaningful while armed.
     var deadline: UInt64 = 0
+    /// Position in the loop's armed list (-1 when not armed), for O(1) disarming.
+    var armedIndex = -1
     private var cancelled = false
     public private(set) var isArmed = false
 
@@ -27,11 +30,17 @@ public final class LoopTimer: @unchecked Sendable {
 
     /// Fires `handler` once after `delay` (replacing any earlier deadline). Cheap: no system call.
     public func schedule(after delay: Duration) {
-        guard !cancelled else { return }
         let nanoseconds = delay.components.seconds.multipliedReportingOverflow(by: 1_000_000_000)
         let offset = nanoseconds.overflow ? UInt64.max / 2 : UInt64(max(0, nanoseconds.partialValue + delay.components.attoseconds / 1_000_000_000))
-        deadline = DispatchTime.now().uptimeNanoseconds &+ offset
-        if !isArmed, let loop {
+        schedule(afterNanoseconds: offset)
+    }
+
+    /// `schedule(after:)` for callers that keep their timeouts as integer nanoseconds
+    /// (no `Duration` arithmetic on the request path).
+    public func schedule(afterNanoseconds offset: UInt64) {
+        guard !cancelled, let loop else { return }
+        deadline = loop.clock.nanoseconds &+ min(offset, UInt64.max / 2)
+        if !isArmed {
             isArmed = true
             loop.arm(self)
         }
@@ -64,9 +73,4 @@ public final class LoopTimer: @unchecked Sendable {
         isArmed = false
         handler?()
     }
-}
-
-extension LoopTimer: Hashable {
-    public static func == (lhs: LoopTimer, rhs: LoopTimer) -> Bool { lhs === rhs }
-    public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
 }

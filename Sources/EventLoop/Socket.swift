@@ -1,10 +1,7 @@
 /// Thin wrappers over the socket system calls the loop uses.
 enum Socket {
-    /// Non-blocking, close-on-exec, no Nagle delay (requests and responses are written whole).
-    static func prepare(_ fd: Int32) {
-        let flags = fcntl(fd, F_GETFL, 0)
-        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+    /// Requests and responses are written whole: no Nagle delay.
+    static func disableNagle(_ fd: Int32) {
         var one: Int32 = 1
         _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
     }
@@ -16,7 +13,7 @@ enum Socket {
 
     /// A listening socket bound to `address`, non-blocking.
     static func listen(on address: SocketAddress, backlog: Int32) throws(SocketError) -> Int32 {
-        let fd = socket(address.family, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SocketError("socket", errno: errno) }
         var one: Int32 = 1
         _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -24,9 +21,6 @@ enum Socket {
             // Bind exactly what was asked for; "[::]" then means IPv6 only, as in nginx.
             _ = setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
         }
-        let flags = fcntl(fd, F_GETFL, 0)
-        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         if address.withSockaddr({ bind(fd, $0, $1) }) != 0 {
             let error = SocketError("bind \(address)", errno: errno)
             Glibc.close(fd)

@@ -1,55 +1,54 @@
-import Dispatch
-
-/// A non-blocking TCP socket watched by one read and one write `DispatchSource`.
+import CLinux
+/// A non-blocking TCP socket in its loop's epoll set, registered once, edge-triggered.
 ///
-/// Rules this type keeps (each learned from a libdispatch or Foundation bug):
-/// - both sources are created once and live as long as the fd; the write source is armed
-///   and disarmed with `resume()`/`suspend()`, kept balanced, and resumed before cancel;
-/// - the fd is closed only in the cancel handler, after both sources are cancelled;
-/// - on EOF the sources are cancelled at once (an armed source on a dead fd spins);
-/// - reads drain the socket until EAGAIN; a short write keeps its tail and arms the
-///   write source; `send(MSG_NOSIGNAL)` so a vanished peer is EPIPE, not SIGPIPE.
-public final class SocketConnection: ByteStream, @unchecked Sendable {
+/// Edge-triggered rules this type keeps (an edge not acted upon never comes again):
+/// - reads go until the kernel has nothing more (`EAGAIN`, or a short read when the peer has
+///   not signalled its end: any later byte raises a new edge) or until the per-wake budget,
+///   after which the connection continues in a later turn of the loop by itself;
+/// - pausing reads is a flag; resuming reads again at once when the socket was not known to
+///   be drained, because no new edge will announce the bytes already waiting;
+/// - a write that does not fit keeps its tail and the next `EPOLLOUT` edge continues it;
+/// - `EPOLLRDHUP`/`EPOLLHUP`/`EPOLLERR` end the connection after the data before them has
+///   been delivered (reading goes on to the end of the stream or the error);
+/// - closing deregisters and closes the descriptor at once; events of this socket still
+///   waiting in the loop's current batch are dropped by the loop (see `EventLoop.deregister`).
+/// `send(MSG_NOSIGNAL)`, so a vanished peer is EPIPE, not SIGPIPE.
+public final class SocketConnection: ByteStream, EpollHandler, @unchecked Sendable {
     public let loop: EventLoop
     public var delegate: ByteStreamDelegate?
     public private(set) var remoteAddress: SocketAddress?
 
     private let fd: Int32
-    private let readSource: DispatchSourceRead
-    private let writeSource: DispatchSourceWrite
-    private var readState = SourceState.inactive
-    private var writeState = SourceState.inactive
+    private var registration: EventLoop.Registration?
     private var outbound = OutboundBuffer()
     private var state = State.open
+    private var started = false
     private var readPaused = false
-    private var pendingCancels = 2
+    /// Readable bytes (or the end) may be waiting: set by an `EPOLLIN`-class edge, cleared once a
+    /// read finds the socket drained.
+    private var readReady = false
+    /// The peer signalled its end or an error: read on until the end instead of trusting a short read.
+    private var peerEnded = false
+    /// A continuation of reading is queued on the loop.
+    private var readScheduled = false
     private var lingerTimer: LoopTimer?
     /// Set while a non-blocking connect is in progress.
     private var connectCompletion: ((SocketError?) -> Void)?
 
-    private enum SourceState { case inactive, running, suspended }
     private enum State { case open, closingAfterFlush, lingering, closed }
+
+    /// Reads per wake before the connection yields to the others on its loop.
+    static let readsPerWake = 4
 
     public var isOpen: Bool { state == .open }
     public var pendingWriteBytes: Int { outbound.count }
 
-    /// Wraps an already connected (or accepted) non-blocking socket.
+    /// Wraps an already connected (or accepted) non-blocking socket. It joins its loop's epoll
+    /// set when first used on the loop (`start`, `write` or `close`).
     public init(fd: Int32, loop: EventLoop, remoteAddress: SocketAddress?) {
         self.fd = fd
         self.loop = loop
         self.remoteAddress = remoteAddress
-        readSource = DispatchSource.makeReadSource(fileDescriptor: fd, queue: loop.queue)
-        writeSource = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: loop.queue)
-        // The handlers hold the connection strongly: an open socket keeps its connection
-        // alive; libdispatch drops the handlers after cancellation, which breaks the cycle.
-        readSource.setEventHandler { self.handleReadable() }
-        writeSource.setEventHandler { self.handleWritable() }
-        let cancelHandler = { [fd] in
-            self.pendingCancels -= 1
-            if self.pendingCancels == 0 { self.loop.closeDescriptorLater(fd) }
-        }
-        readSource.setCancelHandler(handler: cancelHandler)
-        writeSource.setCancelHandler(handler: cancelHandler)
     }
 
     // MARK: Connecting
@@ -60,13 +59,13 @@ public final class SocketConnection: ByteStream, @unchecked Sendable {
         to address: SocketAddress, loop: EventLoop, timeout: Duration,
         completion: @escaping (Result<SocketConnection, SocketError>) -> Void
     ) {
-        let fd = socket(address.family, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else {
             let error = SocketError("socket", errno: errno)
             loop.execute { completion(.failure(error)) }
             return
         }
-        Socket.prepare(fd)
+        Socket.disableNagle(fd)
         let result = address.withSockaddr { Glibc.connect(fd, $0, $1) }
         let connectErrno = errno
         let connection = SocketConnection(fd: fd, loop: loop, remoteAddress: address)
@@ -94,7 +93,11 @@ public final class SocketConnection: ByteStream, @unchecked Sendable {
                 }
             }
             timer.schedule(after: timeout)
-            connection.armWrite()
+            // Registration reports writability (the connect finished) or an error as its first event.
+            guard connection.ensureRegistered() else {
+                connection.finishConnect(SocketError("epoll_ctl", errno: errno))
+                return
+            }
         }
     }
 
@@ -108,14 +111,23 @@ public final class SocketConnection: ByteStream, @unchecked Sendable {
 
     public func start() {
         loop.assertInLoop()
-        guard state == .open, readState == .inactive else { return }
-        readState = .running
-        readSource.activate()
+        guard state == .open, !started else { return }
+        started = true
+        guard ensureRegistered() else {
+            fail(SocketError("epoll_ctl", errno: errno))
+            return
+        }
+        // Registered earlier (a write came first) with bytes already announced: read them.
+        if readReady { scheduleRead() }
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) {
         loop.assertInLoop()
         guard state == .open, bytes.count > 0 else { return }
+        guard ensureRegistered() else {
+            fail(SocketError("epoll_ctl", errno: errno))
+            return
+        }
         if outbound.isEmpty && connectCompletion == nil {
             // Fast path: straight to the kernel, buffer only the tail.
             let written = Socket.send(fd, bytes)
@@ -126,36 +138,27 @@ public final class SocketConnection: ByteStream, @unchecked Sendable {
                 }
                 outbound.append(bytes)
             } else if written < bytes.count {
+                // A short send means the socket buffer filled up: the kernel raises an
+                // `EPOLLOUT` edge when room appears.
                 outbound.append(UnsafeRawBufferPointer(rebasing: bytes[written...]))
             }
         } else {
             outbound.append(bytes)
         }
-        if !outbound.isEmpty { armWrite() }
     }
 
     public func pauseReading() {
         loop.assertInLoop()
-        guard !readPaused else { return }
         readPaused = true
-        if readState == .running {
-            readSource.suspend()
-            readState = .suspended
-        }
     }
 
     public func resumeReading() {
         loop.assertInLoop()
         guard readPaused else { return }
         readPaused = false
-        if readState == .suspended && state == .open {
-            readSource.resume()
-            readState = .running
-            // Bytes (or a reset) that arrived while paused raise no new readiness edge: look now.
-            loop.execute { [self] in
-                if !readPaused && readState == .running { handleReadable() }
-            }
-        }
+        // Bytes (or the end) that arrived while paused raise no new edge: read them now. In a
+        // later turn, not from inside the caller (often another stream's delegate callback).
+        if readReady { scheduleRead() }
     }
 
     public func close() {
@@ -175,47 +178,77 @@ public final class SocketConnection: ByteStream, @unchecked Sendable {
 
     // MARK: Events
 
+    func handleEpollEvents(_ events: UInt32) {
+        if events & (EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 {
+            if connectCompletion != nil || !outbound.isEmpty { handleWritable() }
+        }
+        if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
+            readReady = true
+            if events & (EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { peerEnded = true }
+            if started && !readPaused && !readScheduled { handleReadable() }
+        }
+    }
+
+    private func scheduleRead() {
+        guard !readScheduled else { return }
+        readScheduled = true
+        loop.execute { [self] in
+            readScheduled = false
+            if started && !readPaused && readReady { handleReadable() }
+        }
+    }
+
     private func handleReadable() {
         guard state == .open || state == .lingering else { return }
         let buffer = loop.readBuffer
-        // Read until EAGAIN: the kernel may report readiness as an edge, so a short read is no
-        // proof the socket is drained (a reset that lands right after some data would otherwise
-        // go unnoticed and the connection would live on). After a few buffers, yield to the
-        // other connections on this loop and continue in a later turn.
-        for _ in 0..<8 {
+        var reads = 0
+        while true {
             let count = Glibc.read(fd, buffer.baseAddress, buffer.count)
             if count > 0 {
-                if state == .lingering { continue }   // discarding after our close
-                delegate?.streamDidRead(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
-                if state != .open && state != .lingering { return }
+                if state == .open {
+                    delegate?.streamDidRead(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+                    if state != .open && state != .lingering { return }
+                }
+                // else lingering: discard what the peer still sends after our close.
+                if count < buffer.count && !peerEnded {
+                    // Drained: a later byte raises a new edge.
+                    readReady = false
+                    return
+                }
                 if readPaused { return }   // resumeReading reads again
+                reads += 1
+                if reads == Self.readsPerWake {
+                    // Yield to the other connections of this loop; no new edge will come for
+                    // what is left, so continue by ourselves.
+                    scheduleRead()
+                    return
+                }
             } else if count == 0 {
+                readReady = false
                 teardown(error: nil, notify: true)
                 return
             } else {
                 if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK { return }
+                if errno == EAGAIN || errno == EWOULDBLOCK {
+                    readReady = false
+                    return
+                }
                 teardown(error: .socket(SocketError("read", errno: errno)), notify: true)
                 return
             }
         }
-        loop.execute { [self] in handleReadable() }
     }
 
     private func handleWritable() {
         if connectCompletion != nil {
-            disarmWrite()
             var error: Int32 = 0
             var length = socklen_t(MemoryLayout<Int32>.size)
             getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
             finishConnect(error == 0 ? nil : SocketError("connect", errno: error))
-            if error == 0 && !outbound.isEmpty { armWrite() }
-            return
+            // The edge that announced the connection will not come again: send what waits now.
+            if error != 0 || state == .closed || outbound.isEmpty { return }
         }
-        guard state == .open || state == .closingAfterFlush else {
-            disarmWrite()
-            return
-        }
+        guard state == .open || state == .closingAfterFlush else { return }
         while !outbound.isEmpty {
             let written = outbound.withReadableBytes { Socket.send(fd, $0) }
             if written < 0 {
@@ -224,14 +257,24 @@ public final class SocketConnection: ByteStream, @unchecked Sendable {
                 fail(SocketError("send", errno: errno))
                 return
             }
+            let wasPartial = written < outbound.count
             outbound.consume(written)
+            if wasPartial { return }   // the buffer filled again: wait for the next edge
         }
-        disarmWrite()
         if state == .closingAfterFlush {
             beginLingeringClose()
         } else {
             delegate?.streamDidDrain()
         }
+    }
+
+    // MARK: Registration
+
+    /// Joins the loop's epoll set on first use; false when the kernel refused.
+    private func ensureRegistered() -> Bool {
+        if registration != nil { return true }
+        registration = loop.register(fd, handler: self)
+        return registration != nil
     }
 
     // MARK: Closing
@@ -245,11 +288,15 @@ public final class SocketConnection: ByteStream, @unchecked Sendable {
         let delegate = self.delegate
         self.delegate = nil
         delegate?.streamDidClose(nil)
-        if readPaused {
-            readPaused = false
-            if readState == .suspended { readSource.resume(); readState = .running }
+        guard state == .lingering else { return }
+        guard ensureRegistered() else {
+            teardown(error: nil, notify: false)
+            return
         }
-        if readState == .inactive { readState = .running; readSource.activate() }
+        started = true
+        readPaused = false
+        readReady = true   // not known to be drained: look once
+        scheduleRead()
         let timer = LoopTimer(loop: loop) { [weak self] in self?.teardown(error: nil, notify: false) }
         timer.schedule(after: .seconds(2))
         lingerTimer = timer
@@ -266,44 +313,24 @@ public final class SocketConnection: ByteStream, @unchecked Sendable {
         lingerTimer?.cancel()
         lingerTimer = nil
         outbound = OutboundBuffer()
+        if let registration {
+            loop.deregister(fd, registration)
+            self.registration = nil
+        }
+        Glibc.close(fd)
         if let completion = connectCompletion {
             connectCompletion = nil
             completion(SocketError("connect", errno: ECONNABORTED))
         }
-        // Cancel both sources; a suspended or never-activated source must run again for
-        // its cancel handler to fire (and to be released safely).
-        readSource.cancel()
-        switch readState {
-        case .inactive: readSource.activate()
-        case .suspended: readSource.resume()
-        case .running: break
-        }
-        readState = .running
-        writeSource.cancel()
-        switch writeState {
-        case .inactive: writeSource.activate()
-        case .suspended: writeSource.resume()
-        case .running: break
-        }
-        writeState = .running
         let delegate = self.delegate
         self.delegate = nil
         if notify && !wasLingering { delegate?.streamDidClose(error) }
     }
 
-    private func armWrite() {
-        switch writeState {
-        case .inactive: writeState = .running; writeSource.activate()
-        case .suspended: writeState = .running; writeSource.resume()
-        case .running: break
-        }
-    }
-
-    private func disarmWrite() {
-        if writeState == .running && state != .closed {
-            writeSource.suspend()
-            writeState = .suspended
-        }
+    deinit {
+        // Only a connection never used on its loop (and never closed) gets here with its
+        // descriptor open: a registered one is held by its loop until teardown.
+        if state != .closed { Glibc.close(fd) }
     }
 }
 
