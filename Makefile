@@ -9,7 +9,7 @@ SYSTEM_PACKAGES := libssl-dev libnghttp2-dev pkg-config
 # docker-compose: validates the Compose file statically (no engine needed) during the tests;
 # nghttp2-client: a second, independent HTTP/2 client in the tests
 TEST_PACKAGES := $(SYSTEM_PACKAGES) docker-compose nghttp2-client
-BENCH_PACKAGES := nginx-light wrk curl openssl nghttp2-client
+BENCH_PACKAGES := nginx-light wrk curl openssl nghttp2-client linux-perf
 
 .PHONY: all build release test sanitize asan tsan demo deps test-deps bench-deps bench latency fuzz soak clean
 

@@ -54,6 +54,10 @@ source "$BENCH/lib.sh"
 
 require_tools nginx wrk curl openssl python3 ps
 find_proxy_bin
+# perf (linux-perf) counts system calls and context switches per request; without it those
+# columns stay empty.
+HAVE_PERF=0
+if command -v perf >/dev/null && perf stat -e raw_syscalls:sys_enter,context-switches true >/dev/null 2>&1; then HAVE_PERF=1; fi
 
 # 5,000 idle client connections (and their upstream side) need more than 1,024 descriptors.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -164,7 +168,7 @@ probe_after() {   # label target
 RESULTS="$OUT/results.tsv"
 MEMORY="$OUT/memory.tsv"
 HEALTH="$OUT/health.tsv"
-printf 'section\tconns\tmethod\ttarget\trequests\tseconds\trps\tp50_us\tp99_us\tmax_us\terrors\tnon2xx\thwm_kb\tcpu_s_per_10k\tother_cpu_pct\n' > "$RESULTS"
+printf 'section\tconns\tmethod\ttarget\trequests\tseconds\trps\tp50_us\tp99_us\tmax_us\terrors\tnon2xx\thwm_kb\tcpu_s_per_10k\tother_cpu_pct\tsyscalls_per_req\tcs_per_req\n' > "$RESULTS"
 printf 'target\tstate\trss_kb\thwm_kb\n' > "$MEMORY"
 printf 'run\ttarget\tstatus\n' > "$HEALTH"
 
@@ -179,8 +183,18 @@ run_wrk() {   # section target conns method seconds
     local started_ns ended_ns
     started_ns=$(date +%s%N)
     (( ${#MEASURED[@]} )) && before=$(cpu_ticks "${MEASURED[@]}")
+    # System calls and context switches of the measured processes (all their threads) over
+    # the run, counted by the kernel (perf's tracepoint and software counter).
+    local perf_out="$OUT/tmp/perf.$target.$$" perf_pid=""
+    rm -f "$perf_out"
+    if (( ${#MEASURED[@]} )) && [[ $HAVE_PERF == 1 ]]; then
+        perf stat -x, -e raw_syscalls:sys_enter,context-switches -p "$(IFS=,; echo "${MEASURED[*]}")" \
+            -o "$perf_out" -- sleep "$seconds" >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
     output=$(BENCH_POST_BYTES=$post timeout $(( seconds + 30 )) \
         wrk -t "$THREADS" -c "$conns" -d "${seconds}s" --timeout 5s -s "$BENCH/wrk-report.lua" "${HEADERS[@]}" "$URL")
+    [[ -n $perf_pid ]] && { wait "$perf_pid" 2>/dev/null || true; }
     if (( ${#MEASURED[@]} )); then
         after=$(cpu_ticks "${MEASURED[@]}")
         hwm=$(status_kb VmHWM "${MEASURED[@]}")
@@ -204,16 +218,24 @@ run_wrk() {   # section target conns method seconds
     done
     LAST_REQUESTS=$requests
     LAST_RPS=$(awk -v r="$requests" -v d="$duration_us" 'BEGIN { printf "%.0f", r / (d / 1e6) }')
+    local syscalls=- switches=-
+    if [[ -s $perf_out ]] && (( requests > 0 )); then
+        # perf counts over `seconds`, wrk's requests over its own (equal) duration.
+        syscalls=$(awk -F, -v r="$requests" '$3 == "raw_syscalls:sys_enter" { printf "%.2f", $1 / r }' "$perf_out")
+        switches=$(awk -F, -v r="$requests" '$3 == "context-switches" { printf "%.3f", $1 / r }' "$perf_out")
+        [[ -n $syscalls ]] || syscalls=-
+        [[ -n $switches ]] || switches=-
+    fi
     if (( ${#MEASURED[@]} )) && (( requests > 0 )); then
         cpu=$(awk -v t=$(( after - before )) -v hz="$CLK_TCK" -v r="$requests" 'BEGIN { printf "%.3f", t / hz / r * 10000 }')
     fi
     if [[ $section != warmup ]]; then
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$conns" "$method" "$target" \
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$conns" "$method" "$target" \
             "$requests" "$(awk -v d="$duration_us" 'BEGIN { printf "%.2f", d / 1e6 }')" "$LAST_RPS" \
-            "$p50_us" "$p99_us" "$max_us" "$errors" "$non2xx" "$hwm" "$cpu" "$others" >> "$RESULTS"
+            "$p50_us" "$p99_us" "$max_us" "$errors" "$non2xx" "$hwm" "$cpu" "$others" "$syscalls" "$switches" >> "$RESULTS"
     fi
-    log "$(printf '%-7s %-6s %-4s c=%-3s %8s req/s  p50 %6s us  p99 %7s us  errors %s/%s  CPU/10k %s s  others %s%%' \
-        "$section" "$target" "$method" "$conns" "$LAST_RPS" "$p50_us" "$p99_us" "$errors" "$non2xx" "$cpu" "$others")"
+    log "$(printf '%-7s %-6s %-4s c=%-3s %8s req/s  p50 %6s us  p99 %7s us  errors %s/%s  CPU/10k %s s  syscalls/req %s  cs/req %s  others %s%%' \
+        "$section" "$target" "$method" "$conns" "$LAST_RPS" "$p50_us" "$p99_us" "$errors" "$non2xx" "$cpu" "$syscalls" "$switches" "$others")"
 }
 
 # One measured run: a fresh proxy process (B, C), wrk, then the health probe.

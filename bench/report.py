@@ -71,20 +71,22 @@ def errors(row):
     return "0" if e == 0 and s == 0 else f"{e} io, {s} non-2xx"
 
 
-HEADER = ("| conns | method | target | req/s | p50 ms | p99 ms | max RSS MiB | CPU s / 10k req | errors | other load |\n"
-          "|---:|---|---|---:|---:|---:|---:|---:|---|---:|")
+HEADER = ("| conns | method | target | req/s | p50 ms | p99 ms | max RSS MiB | CPU s / 10k req | syscalls / req | ctx switches / req | errors | other load |\n"
+          "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
 
 
 def line(row):
     return (f"| {row['conns']} | {row['method']} | {TARGETS[row['target']]} | {int(float(row['rps'])):,} | "
-            f"{ms(row['p50_us'])} | {ms(row['p99_us'])} | {mib(row['hwm_kb'])} | {plain(row['cpu_s_per_10k'])} | {errors(row)} |"
+            f"{ms(row['p50_us'])} | {ms(row['p99_us'])} | {mib(row['hwm_kb'])} | {plain(row['cpu_s_per_10k'])} |"
+            f" {plain(row.get('syscalls_per_req'), 1)} | {plain(row.get('cs_per_req'), 2)} | {errors(row)} |"
             f" {plain(row.get('other_cpu_pct'), 0)}% |")
 
 
 def ratio_line(c, b):
     return (f"| | | **C/B** | **{ratio(c['rps'], b['rps'])}** | **{ratio(c['p50_us'], b['p50_us'])}** | "
             f"**{ratio(c['p99_us'], b['p99_us'])}** | **{ratio(c['hwm_kb'], b['hwm_kb'])}** | "
-            f"**{ratio(c['cpu_s_per_10k'], b['cpu_s_per_10k'])}** | | |")
+            f"**{ratio(c['cpu_s_per_10k'], b['cpu_s_per_10k'])}** | **{ratio(c.get('syscalls_per_req'), b.get('syscalls_per_req'))}** |"
+            f" **{ratio(c.get('cs_per_req'), b.get('cs_per_req'))}** | | |")
 
 
 print("# Benchmark results: floriday-proxy against nginx")

@@ -1,3 +1,4 @@
+import CLinux
 /// Receives what happens on a `ByteStream`. Every call comes on the stream's loop.
 public protocol ByteStreamDelegate: AnyObject {
     /// Bytes arrived. The buffer is only valid during the call.

@@ -1,3 +1,4 @@
+import CLinux
 import Dispatch
 
 /// A reusable timer on a loop.

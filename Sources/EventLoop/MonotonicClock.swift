@@ -1,3 +1,4 @@
+import CLinux
 import Dispatch
 
 /// Where a loop's timers read "now": monotonic nanoseconds. Production uses `SystemClock`;

@@ -1,3 +1,4 @@
+import CLinux
 #if canImport(Glibc)
 @_exported import Glibc
 #elseif canImport(Musl)

@@ -1,3 +1,4 @@
+import CLinux
 import Dispatch
 
 /// Name resolution off the loops: `getaddrinfo` blocks, so it runs on its own queue and the

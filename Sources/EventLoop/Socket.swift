@@ -1,3 +1,4 @@
+import CLinux
 /// Thin wrappers over the socket system calls the loop uses.
 enum Socket {
     /// Requests and responses are written whole: no Nagle delay.

@@ -1,3 +1,4 @@
+import CLinux
 /// An IPv4 or IPv6 socket address.
 public struct SocketAddress: Sendable, CustomStringConvertible, Equatable {
     var storage: sockaddr_storage

@@ -1,3 +1,4 @@
+import CLinux
 /// A failed system call, with the errno that explains it.
 public struct SocketError: Error, Sendable, CustomStringConvertible, Equatable {
     public var operation: String
