@@ -11,7 +11,7 @@ SYSTEM_PACKAGES := libssl-dev libnghttp2-dev pkg-config
 TEST_PACKAGES := $(SYSTEM_PACKAGES) docker-compose nghttp2-client
 BENCH_PACKAGES := nginx-light wrk curl openssl nghttp2-client linux-perf
 
-.PHONY: all build release test sanitize asan tsan demo deps test-deps bench-deps bench latency fuzz soak clean
+.PHONY: all build release test sanitize asan tsan demo deps test-deps bench-deps bench latency fuzz soak churn clean
 
 all: build
 
@@ -82,6 +82,12 @@ fuzz: deps
 # Mixed load with injected faults for SECONDS (default 300); checks RSS and fds stay flat.
 soak: deps bench-deps
 	bash scripts/soak.sh $(or $(SECONDS),300)
+
+# Connection churn against the release build: CYCLES (default 100,000) connections ending in
+# every way a client can end one, over both loops, beside keep-alive traffic; the process must
+# stay up and its descriptors return to the baseline.
+churn: deps bench-deps
+	bash scripts/soak.sh --churn $(or $(CYCLES),100000)
 
 clean:
 	rm -rf .build .build-asan .build-tsan

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Soak test: the release proxy in front of the sandbox under mixed load for SECONDS.
 #
-#   scripts/soak.sh [SECONDS]      default 300
+#   scripts/soak.sh [SECONDS]          default 300
+#   scripts/soak.sh --churn [CYCLES]   connection churn instead (default 100,000 cycles;
+#                                      scripts/churn_load.py says what a cycle is)
 #
 # Builds release, starts `floriday-proxy sandbox` and `floriday-proxy run` on free loopback
 # ports, runs scripts/soak_load.py (keep-alive, fresh-connection, POST, aborting and slowloris
@@ -9,8 +11,13 @@
 # stops the proxy with SIGTERM. Exits non-zero when the load script finds a problem or the proxy
 # does not stop cleanly. Loopback only; everything it starts is stopped on exit.
 set -euo pipefail
+churn_cycles=""
+if [ "${1:-}" = "--churn" ]; then
+    churn_cycles="${2:-100000}"
+    set -- 300
+fi
 seconds="${1:-300}"
-case "$seconds" in ''|*[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;; esac
+case "$seconds$churn_cycles" in ''|*[!0-9]*) echo "usage: $0 [SECONDS] | --churn [CYCLES]" >&2; exit 2 ;; esac
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 scratch="${SOAK_SCRATCH_PATH:-$root/.build}"
@@ -87,10 +94,15 @@ FLORIDAY_CLIENT_ID=sandbox-client FLORIDAY_CLIENT_SECRET=sandbox-secret FLORIDAY
 proxy_pid=$!
 wait_for_port "$proxy_port" proxy
 
-echo "soak: proxy pid $proxy_pid on 127.0.0.1:$proxy_port, sandbox on 127.0.0.1:$sandbox_port, ${seconds}s of load"
 status=0
-python3 "$root/scripts/soak_load.py" --proxy "127.0.0.1:$proxy_port" --sandbox "127.0.0.1:$sandbox_port" \
-    --ca "$ca" --pid "$proxy_pid" --seconds "$seconds" --head-timeout "$head_timeout" || status=$?
+if [ -n "$churn_cycles" ]; then
+    echo "soak: proxy pid $proxy_pid on 127.0.0.1:$proxy_port, sandbox on 127.0.0.1:$sandbox_port, $churn_cycles churn cycles"
+    python3 "$root/scripts/churn_load.py" --proxy "127.0.0.1:$proxy_port" --pid "$proxy_pid" --cycles "$churn_cycles" || status=$?
+else
+    echo "soak: proxy pid $proxy_pid on 127.0.0.1:$proxy_port, sandbox on 127.0.0.1:$sandbox_port, ${seconds}s of load"
+    python3 "$root/scripts/soak_load.py" --proxy "127.0.0.1:$proxy_port" --sandbox "127.0.0.1:$sandbox_port" \
+        --ca "$ca" --pid "$proxy_pid" --seconds "$seconds" --head-timeout "$head_timeout" || status=$?
+fi
 
 # A clean stop: SIGTERM, exit 0 within the grace period.
 kill -TERM "$proxy_pid"

@@ -158,6 +158,8 @@ public final class EventLoop: @unchecked Sendable {
     static let listenerEvents: UInt32 = EPOLLIN.rawValue | EPOLLET.rawValue
 
     private var draining = false
+    /// Events that arrived for a registration already gone (closed earlier in their batch).
+    private(set) var staleEventsDropped = 0
 
     /// The epoll descriptor's source fired: deliver what is ready, within the budget.
     private func drainEvents() {
@@ -171,7 +173,10 @@ public final class EventLoop: @unchecked Sendable {
                 let token = event.data.u64
                 let slot = Int(UInt32(truncatingIfNeeded: token))
                 guard slot < slots.count, slots[slot].generation == UInt32(truncatingIfNeeded: token >> 32),
-                      let handler = slots[slot].handler else { continue }
+                      let handler = slots[slot].handler else {
+                    staleEventsDropped &+= 1
+                    continue
+                }
                 handler.handleEpollEvents(event.events)
             }
             handled += Int(count)
