@@ -72,8 +72,11 @@ demo: build
 latency: release bench-deps
 	bash bench/latency.sh
 
+# Also builds the event-loop design that was measured and not shipped (a thread per loop
+# blocking in epoll_wait; bench/NOTES.md) into .build-threadloop, as target D of the table.
 bench: release bench-deps
-	bash bench/bench.sh
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-threadloop -Xswiftc -DEVENTLOOP_THREAD_DRIVEN --product floriday-proxy
+	THREADLOOP_BIN=$$($(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-threadloop --show-bin-path)/floriday-proxy bash bench/bench.sh
 
 # libFuzzer on the HTTP/1.1 parsers (SECONDS, default 600).
 fuzz: deps

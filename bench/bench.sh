@@ -24,6 +24,9 @@
 #   DURATION          seconds per wrk run (default 10)
 #   CONNECTIONS       connection counts (default "16 64 256")
 #   IDLE_CONNECTIONS  idle keep-alive connections for the memory check (default 5000)
+#   THREADLOOP_BIN    floriday-proxy built with -DEVENTLOOP_THREAD_DRIVEN (the event-loop design
+#                     that was measured and not shipped, see NOTES.md); when set (`make bench`
+#                     does), it runs as target D in every step of the main table
 #   LONG=1            also run the soak, LONG_REQUESTS requests (default 1000000)
 #
 # Every process this script starts is stopped on exit (trap), also on error or Ctrl-C.
@@ -54,6 +57,8 @@ source "$BENCH/lib.sh"
 
 require_tools nginx wrk curl openssl python3 ps
 find_proxy_bin
+THREADLOOP_BIN=${THREADLOOP_BIN:-}
+[[ -z $THREADLOOP_BIN || -x $THREADLOOP_BIN ]] || die "THREADLOOP_BIN=$THREADLOOP_BIN is not executable"
 # perf (linux-perf) counts system calls and context switches per request; without it those
 # columns stay empty.
 HAVE_PERF=0
@@ -90,12 +95,13 @@ start_nginx_proxy() {   # target access_log
     PIDS+=("$!")
 }
 
-start_floriday_proxy() {   # target level
-    local target=$1 level=$2 name=floriday-proxy
+start_floriday_proxy() {   # target level [binary]
+    local target=$1 level=$2 binary=${3:-$PROXY_BIN} name=floriday-proxy
     [[ $level != warning ]] && name=floriday-proxy-$level
+    [[ $target == D ]] && name=floriday-proxy-threadloop
     PORT[$target]=$(free_port)
     write_proxy_config "$OUT/$name.yaml" "${PORT[$target]}" "$level"
-    "${PROXY_ENV[@]}" "$PROXY_BIN" run --config "$OUT/$name.yaml" >> "$OUT/$name.log" 2>&1 &
+    "${PROXY_ENV[@]}" "$binary" run --config "$OUT/$name.yaml" >> "$OUT/$name.log" 2>&1 &
     PID[$target]=$!
     PIDS+=("$!")
 }
@@ -109,6 +115,7 @@ fresh() {   # target
         B-log) start_nginx_proxy B-log "$OUT/nginx-proxy-access.log" ;;
         C) start_floriday_proxy C warning ;;
         C-info) start_floriday_proxy C-info info ;;
+        D) start_floriday_proxy D warning "$THREADLOOP_BIN" ;;
     esac
     wait_port "${PORT[$target]}"
     check_target "$target"
@@ -128,7 +135,7 @@ select_target() {
            HEADERS=(-H "Authorization: Bearer $TOKEN" -H "X-Api-Key: $API_KEY") ;;
         B | B-log) URL="http://127.0.0.1:${PORT[$target]}$API_PATH"
            read -r -a MEASURED <<< "$(nginx_pids "${PID[$target]}")" ;;
-        C | C-info) URL="http://127.0.0.1:${PORT[$target]}$API_PATH"
+        C | C-info | D) URL="http://127.0.0.1:${PORT[$target]}$API_PATH"
            MEASURED=("${PID[$target]}") ;;
         *) die "unknown target $target" ;;
     esac
@@ -265,6 +272,7 @@ for conns in $CONNECTIONS; do
         case $(( step % 3 )) in
             0) order="A B C" ;; 1) order="B C A" ;; *) order="C A B" ;;
         esac
+        [[ -n $THREADLOOP_BIN ]] && order="$order D"
         for target in $order; do
             measure main "$target" "$conns" "$method" "$DURATION"
             if [[ $target == C && $method == GET && $conns == 64 ]]; then C_GET64_RPS=$LAST_RPS; fi
@@ -273,6 +281,7 @@ for conns in $CONNECTIONS; do
     done
 done
 stop "${PID[B]}"
+[[ -n ${PID[D]:-} ]] && stop "${PID[D]}"
 
 # --- access logging on: floriday-proxy at level info (stderr to a file), nginx with an access log ---
 log "access logging on: GET at 64 connections"

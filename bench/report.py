@@ -34,6 +34,7 @@ TARGETS = {
     "C": "C floriday-proxy",
     "B-log": "B nginx proxy, access_log on",
     "C-info": "C floriday-proxy, log level info",
+    "D": "D floriday-proxy, loop thread in epoll_wait (not shipped)",
 }
 
 
@@ -119,11 +120,13 @@ for r in main:
         steps.append(key)
 for key in steps:
     by_target = {r["target"]: r for r in main if (r["conns"], r["method"]) == key}
-    for t in ("A", "B", "C"):
+    for t in ("A", "B", "C", "D"):
         if t in by_target:
             print(line(by_target[t]))
     if "B" in by_target and "C" in by_target:
         print(ratio_line(by_target["C"], by_target["B"]))
+    if "B" in by_target and "D" in by_target:
+        print(ratio_line(by_target["D"], by_target["B"]).replace("**C/B**", "**D/B**"))
 print()
 print("C/B: below 1 is better for floriday-proxy in every column except req/s."
       " At 256 connections nginx's `keepalive 64` (an idle cache per worker, not a cap) makes it open and close"
@@ -137,7 +140,7 @@ if health:
     print("After each run (and after 200 requests whose clients disconnected before the response), four GETs at once"
           " on new connections, 3 s limit each; a run that left the proxy unable to answer shows here.")
     print()
-    for t in ("B", "C", "B-log", "C-info"):
+    for t in ("B", "C", "D", "B-log", "C-info"):
         probes = [h for h in health if h["target"] == t]
         if not probes:
             continue

@@ -1,6 +1,9 @@
 import CLinux
 import Dispatch
 import Glibc
+#if EVENTLOOP_THREAD_DRIVEN
+import Foundation
+#endif
 
 /// One serial queue, the epoll set of its sockets, its timers, and the scratch memory its
 /// connections share.
@@ -35,7 +38,16 @@ public final class EventLoop: @unchecked Sendable {
     // MARK: epoll state (loop-confined)
 
     let epollDescriptor: Int32
+    #if EVENTLOOP_THREAD_DRIVEN
+    /// The measured alternative (see bench/NOTES.md; not shipped): a thread per loop blocks in
+    /// `epoll_wait` itself and runs what it finds on the loop's queue with `queue.sync` (on
+    /// the calling thread, as the queue is otherwise idle); work from other threads comes
+    /// through a locked list and an eventfd in the set.
+    private let wakeDescriptor: Int32
+    private let pendingWork = Locked<(work: [() -> Void], sleeping: Bool)>(([], false))
+    #else
     private let epollSource: DispatchSourceRead
+    #endif
     /// Registered sockets by slot. `epoll_data` carries the slot and its generation, so an
     /// event that was read from the kernel before its socket was deregistered (later in the
     /// same batch) finds another generation, or an empty slot, and is dropped: it can neither
@@ -87,20 +99,36 @@ public final class EventLoop: @unchecked Sendable {
         let epollDescriptor = epoll_create1(Int32(EPOLL_CLOEXEC))
         precondition(epollDescriptor >= 0, "epoll_create1 failed: errno \(errno)")
         self.epollDescriptor = epollDescriptor
-        self.epollSource = DispatchSource.makeReadSource(fileDescriptor: epollDescriptor, queue: queue)
         self.tick = DispatchSource.makeTimerSource(flags: [], queue: queue)
+        #if EVENTLOOP_THREAD_DRIVEN
+        wakeDescriptor = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
+        var wake = epoll_event()
+        wake.events = EPOLLIN.rawValue
+        wake.data.u64 = UInt64.max
+        _ = epoll_ctl(epollDescriptor, EPOLL_CTL_ADD, wakeDescriptor, &wake)
+        queue.setSpecific(key: queueKey, value: ObjectIdentifier(self))
+        let thread = Thread { [weak self] in
+            while let loop = self { loop.waitAndRun() }
+        }
+        thread.name = "floriday-proxy.loop.\(index)"
+        thread.start()
+        #else
+        self.epollSource = DispatchSource.makeReadSource(fileDescriptor: epollDescriptor, queue: queue)
         queue.setSpecific(key: queueKey, value: ObjectIdentifier(self))
         epollSource.setEventHandler { [weak self] in self?.drainEvents() }
         // The descriptor closes only after libdispatch has let go of it.
         epollSource.setCancelHandler { Glibc.close(epollDescriptor) }
         epollSource.activate()
+        #endif
         tick.setEventHandler { [weak self] in self?.fireDueTimers() }
         tick.schedule(deadline: .distantFuture, repeating: .never)
         tick.activate()
     }
 
     deinit {
+        #if !EVENTLOOP_THREAD_DRIVEN
         epollSource.cancel()
+        #endif
         tick.cancel()
         // Nothing can reach this loop any more, so its armed timers can never fire; their
         // handlers may hold objects that hold the timers: let go of them.
@@ -162,15 +190,23 @@ public final class EventLoop: @unchecked Sendable {
     private(set) var staleEventsDropped = 0
 
     /// The epoll descriptor's source fired: deliver what is ready, within the budget.
-    private func drainEvents() {
+    private func drainEvents(alreadyWaited first: Int32 = -1) {
         draining = true
         var handled = 0
+        var count = first
         while handled < Self.eventsPerWake {
-            let count = epoll_wait(epollDescriptor, events, Self.eventsPerWait, 0)
+            if count < 0 { count = epoll_wait(epollDescriptor, events, Self.eventsPerWait, 0) }
             if count <= 0 { break }
             for i in 0..<Int(count) {
                 let event = events[i]
                 let token = event.data.u64
+                #if EVENTLOOP_THREAD_DRIVEN
+                if token == UInt64.max {   // the wake-up eventfd
+                    var counter: UInt64 = 0
+                    _ = eventfd_read(wakeDescriptor, &counter)
+                    continue
+                }
+                #endif
                 let slot = Int(UInt32(truncatingIfNeeded: token))
                 guard slot < slots.count, slots[slot].generation == UInt32(truncatingIfNeeded: token >> 32),
                       let handler = slots[slot].handler else {
@@ -183,6 +219,7 @@ public final class EventLoop: @unchecked Sendable {
             retiredDuringBatch.removeAll(keepingCapacity: true)
             // A short batch emptied the ready list; asking again would only cost a system call.
             if count < Self.eventsPerWait { break }
+            count = -1
         }
         draining = false
     }
@@ -269,9 +306,41 @@ public final class EventLoop: @unchecked Sendable {
     /// (checked by `assertInLoop` in debug builds). This is the one place the project
     /// steps outside the compiler's sendability checking.
     public func execute(_ work: @escaping () -> Void) {
+        #if EVENTLOOP_THREAD_DRIVEN
+        let wake = pendingWork.withLock { pending -> Bool in
+            pending.work.append(work)
+            defer { pending.sleeping = false }
+            return pending.sleeping
+        }
+        if wake { _ = eventfd_write(wakeDescriptor, 1) }
+        #else
         let box = UncheckedSendable(work)
         queue.async { box.value() }
+        #endif
     }
+
+    #if EVENTLOOP_THREAD_DRIVEN
+    /// One round of the loop thread: block until a socket is ready or work arrives, then run
+    /// both on the queue.
+    private func waitAndRun() {
+        let sleep = pendingWork.withLock { pending -> Bool in
+            pending.sleeping = pending.work.isEmpty
+            return pending.sleeping
+        }
+        // Timers keep their tick source; 50 ms caps the wait so a stopped loop is noticed.
+        let count = epoll_wait(epollDescriptor, events, Self.eventsPerWait, sleep ? 50 : 0)
+        let box = UncheckedSendable(self)
+        queue.sync {
+            let loop = box.value
+            if count > 0 { loop.drainEvents(alreadyWaited: count) }
+            let work = loop.pendingWork.withLock { pending -> [() -> Void] in
+                defer { pending.work.removeAll() }
+                return pending.work
+            }
+            for item in work { item() }
+        }
+    }
+    #endif
 
     /// Runs `work` now when already on the loop, else enqueues it.
     public func executeSoon(_ work: @escaping () -> Void) {

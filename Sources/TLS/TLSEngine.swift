@@ -160,7 +160,7 @@ public final class TLSEngine: @unchecked Sendable {
     public func handshake() throws -> TLSProgress {
         if let error = pendingError { throw error }
         if handshakeDone { return .complete }
-        ERR_clear_error()
+        clearStaleErrors()
         let result = SSL_do_handshake(ssl)
         if result == 1 {
             handshakeDone = true
@@ -218,8 +218,8 @@ public final class TLSEngine: @unchecked Sendable {
             // One TLS record holds at most 16 KiB of plaintext; SSL_read returns at most one.
             let chunk = min(maxBytes - total, 16 * 1024)
             var status: Int32 = 1
+            clearStaleErrors()
             let read = appendUninitialized(to: &buffer, count: chunk) { space in
-                ERR_clear_error()
                 var readBytes = 0
                 status = SSL_read_ex(ssl, space.baseAddress, space.count, &readBytes)
                 return status == 1 ? readBytes : 0
@@ -252,7 +252,7 @@ public final class TLSEngine: @unchecked Sendable {
         guard handshakeDone else { throw TLSError("TLS write before the handshake completed") }
         var remaining = bytes.count
         while remaining > 0 {
-            ERR_clear_error()
+            clearStaleErrors()
             var written = 0
             guard SSL_write_ex(ssl, pointer, remaining, &written) == 1 else {
                 throw TLSError.fromErrorQueue("TLS write")
@@ -299,4 +299,13 @@ func appendUninitialized(
         buffer.removeLast(count - filled)
         return filled
     }
+}
+
+/// `SSL_get_error` reads the thread's OpenSSL error queue, which must hold nothing from an
+/// earlier call. Peeking costs a fraction of `ERR_clear_error` (which wipes all 16 slots every
+/// time, about 1.5% of the instructions per proxied request when called before every read and
+/// write); the queue is empty almost always.
+@inline(__always)
+func clearStaleErrors() {
+    if ERR_peek_error() != 0 { ERR_clear_error() }
 }
