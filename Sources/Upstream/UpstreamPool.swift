@@ -176,6 +176,8 @@ public final class UpstreamPool: @unchecked Sendable {
 
     private func release(_ connection: HTTP1ClientConnection, reusable: Bool) {
         guard reusable, connection.isOpen, !isShutdown else {
+            // A connection that was in use when the pool shut down is not kept: close it.
+            if isShutdown { connection.close() }
             connectionGone(connection)
             return
         }
