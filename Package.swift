@@ -81,5 +81,14 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
+        .testTarget(name: "AuthTests", dependencies: [
+            "Auth", "EventLoop", "HTTP1", "HTTPServer", "TLS", "Upstream", "Sandbox", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "UpstreamTests", dependencies: ["Upstream", "EventLoop", "HTTP1", "TLS", "Sandbox", "TestSupport"]),
+        .testTarget(name: "HTTPServerTests", dependencies: [
+            "HTTPServer", "EventLoop", "HTTP1", "Config", "Proxy", "Sandbox", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
     ]
 )
