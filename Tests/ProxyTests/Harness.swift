@@ -81,3 +81,8 @@ final class LogCapture: @unchecked Sendable {
         }
     }
 }
+
+/// `TestSupport.eventually` for every file of this target, imported or not.
+func eventually(timeout: Double = 20, _ condition: () throws -> Bool) rethrows -> Bool {
+    try TestSupport.eventually(timeout: timeout, condition)
+}
