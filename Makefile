@@ -3,22 +3,26 @@
 #   make test    install missing system packages, build, run every test
 #   make bench   benchmark against nginx (see bench/)
 #   make sanitize  every test under AddressSanitizer (leaks included) and ThreadSanitizer
+#   make test-stress  the whole suite 10 times while stress-ng loads every core
 
 SWIFT ?= swift
 SYSTEM_PACKAGES := libssl-dev libnghttp2-dev pkg-config
 # docker-compose: validates the Compose file statically (no engine needed) during the tests;
 # nghttp2-client: a second, independent HTTP/2 client in the tests
 TEST_PACKAGES := $(SYSTEM_PACKAGES) docker-compose nghttp2-client
+# stress-ng: loads the cores while `make test-stress` runs the suite
+STRESS_PACKAGES := $(TEST_PACKAGES) stress-ng
 BENCH_PACKAGES := nginx-light wrk curl openssl nghttp2-client linux-perf
 
-.PHONY: all build release test sanitize asan tsan demo deps test-deps bench-deps bench latency fuzz soak churn clean
+.PHONY: all build release test test-stress stress-deps sanitize asan tsan demo deps test-deps bench-deps bench latency fuzz soak churn clean
 
 all: build
 
 # Installs what the build needs with apt-get when run as root; otherwise says what to install.
 deps: PACKAGES = $(SYSTEM_PACKAGES)
 test-deps: PACKAGES = $(TEST_PACKAGES)
-deps test-deps:
+stress-deps: PACKAGES = $(STRESS_PACKAGES)
+deps test-deps stress-deps:
 	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
@@ -47,6 +51,12 @@ test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
 	FLORIDAY_PROXY_BIN=$$($(SWIFT) build --show-bin-path)/floriday-proxy bash docker/validate.sh
+
+# The whole test suite RUNS times in a row (default 10) while `stress-ng --cpu 2` keeps both
+# cores of a two-core machine busy; every failure is reported with its test's name and run.
+# About 15 minutes; not part of `make test`.
+test-stress: stress-deps
+	bash scripts/test-stress.sh $(or $(RUNS),10)
 
 # The whole test suite under AddressSanitizer (with LeakSanitizer: a reference cycle left by a
 # stopped server fails the run) and under ThreadSanitizer, each in a build directory of its own.

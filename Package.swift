@@ -67,16 +67,28 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
-        .testTarget(name: "TLSTests", dependencies: ["TLS", "EventLoop"]),
+        // Shared by the test targets: waiting by polling, running on a loop, seeded randomness.
+        .target(name: "TestSupport", dependencies: ["EventLoop"], path: "Tests/TestSupport"),
+        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "TestSupport"]),
+        .testTarget(name: "TLSTests", dependencies: ["TLS", "EventLoop", "TestSupport"]),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
         .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "HTTP1"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "HTTP1"]),
         .testTarget(name: "ProxyTests", dependencies: [
             "EventLoop", "TLS", "HTTP1", "HTTP2", "HTTPServer", "Upstream", "Auth", "Config", "Proxy", "Admin", "Sandbox",
+            "TestSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
+        .testTarget(name: "AuthTests", dependencies: [
+            "Auth", "EventLoop", "HTTP1", "HTTPServer", "TLS", "Upstream", "Sandbox", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "UpstreamTests", dependencies: ["Upstream", "EventLoop", "HTTP1", "TLS", "Sandbox", "TestSupport"]),
+        .testTarget(name: "HTTPServerTests", dependencies: [
+            "HTTPServer", "EventLoop", "HTTP1", "Config", "Proxy", "Sandbox", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
         ]),
     ]
 )

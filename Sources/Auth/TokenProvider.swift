@@ -21,7 +21,9 @@ public final class TokenProvider: @unchecked Sendable {
     private let loop: EventLoop
     private let tlsContext: TLSContext
     private let logger: Logger
-    private let state = Locked(State())
+    /// "Now" for expiry, refresh-ahead and back-off; the system's monotonic clock in production.
+    private let clock: any MonotonicClock
+    private let state: Locked<State>
     private var pools: [String: UpstreamPool] = [:]   // on `loop` only
     /// Told about every fetch's outcome (for metrics): "success" or the failure kind.
     public var onFetchOutcome: (@Sendable (String) -> Void)?
@@ -31,20 +33,26 @@ public final class TokenProvider: @unchecked Sendable {
         var inFlight = false
         var waiters: [(loop: EventLoop, completion: (Result<AccessToken, TokenError>) -> Void)] = []
         var consecutiveFailures = 0
-        var nextAttempt: ContinuousClock.Instant?
+        /// No new attempt before this (nanoseconds of `clock`) after a failure.
+        var nextAttempt: UInt64?
         var lastError: TokenError?
         var tokenEndpoint: AbsoluteURL?
         var fetches = 0
         var failures = 0
+        /// Spreads the back-off of many proxies that failed together.
+        var jitter: any RandomNumberGenerator
     }
 
-    /// `loop` runs the IDM exchanges; `tlsContext` verifies the IDM's certificate.
-    public init(settings: TokenSettings, loop: EventLoop, tlsContext: TLSContext, logger: Logger) {
+    /// `loop` runs the IDM exchanges; `tlsContext` verifies the IDM's certificate. `clock` and
+    /// `jitter` are for tests (time moved by hand, a seeded generator).
+    public init(settings: TokenSettings, loop: EventLoop, tlsContext: TLSContext, logger: Logger,
+                clock: any MonotonicClock = SystemClock(), jitter: any RandomNumberGenerator & Sendable = SystemRandomNumberGenerator()) {
         self.settingsBox = Locked(settings)
         self.loop = loop
         self.tlsContext = tlsContext
         self.logger = logger
-        state.withLock { $0.tokenEndpoint = settings.tokenURL }
+        self.clock = clock
+        self.state = Locked(State(tokenEndpoint: settings.tokenURL, jitter: jitter))
     }
 
     // MARK: Using tokens
@@ -52,7 +60,7 @@ public final class TokenProvider: @unchecked Sendable {
     /// The cached token if it is still usable, without waiting. Inside the refresh margin this
     /// also starts a background refresh (unless one runs or the back-off forbids it).
     public func usableToken() -> AccessToken? {
-        let now = ContinuousClock.Instant.now
+        let now = clock.nanoseconds
         let (token, startRefresh) = state.withLock { state -> (AccessToken?, Bool) in
             guard let token = state.token, token.isUsable(at: now) else { return (nil, false) }
             if token.wantsRefresh(at: now) && !state.inFlight && (state.nextAttempt.map { now >= $0 } ?? true) {
@@ -75,13 +83,13 @@ public final class TokenProvider: @unchecked Sendable {
             completion(.success(token))
             return
         }
-        let now = ContinuousClock.Instant.now
+        let now = clock.nanoseconds
         enum Next { case raced, wait, start, fail(TokenError) }
         let next = state.withLock { state -> Next in
             if let token = state.token, token.isUsable(at: now) { return .raced }   // a fetch just finished
             if !state.inFlight, let next = state.nextAttempt, now < next {
                 var error = state.lastError ?? TokenError(kind: .backingOff, message: "token unavailable")
-                error.retryAfter = max(1, Int((next - now).seconds.rounded(.up)))
+                error.retryAfter = Self.wholeSecondsRoundedUp(next - now)
                 return .fail(error)
             }
             state.waiters.append((callerLoop, completion))
@@ -200,7 +208,7 @@ public final class TokenProvider: @unchecked Sendable {
             let pair = FormEncoding.encode(settings.clientID) + ":" + FormEncoding.encode(settings.clientSecret)
             headers.add("Authorization", "Basic " + Data(pair.utf8).base64EncodedString())
         }
-        let started = ContinuousClock.Instant.now
+        let started = clock.nanoseconds
         state.withLock { $0.fetches += 1 }
         pool(for: url).fetch(method: "POST", target: url.pathAndQuery, headers: headers, body: Array(form.utf8)) { result in
             switch result {
@@ -209,13 +217,13 @@ public final class TokenProvider: @unchecked Sendable {
                 if self.settings.tokenURL == nil { self.state.withLock { $0.tokenEndpoint = nil } }
                 self.finish(.failure(TokenError(kind: .unreachable, message: "IDM token endpoint \(url.authority): \(error)")))
             case .success(let response):
-                self.finish(TokenResponseParser.parse(response, margin: self.settings.refreshMargin, requested: started))
+                self.finish(TokenResponseParser.parse(response, margin: self.settings.refreshMargin, requested: started, clock: self.clock))
             }
         }
     }
 
     private func finish(_ result: Result<AccessToken, TokenError>) {
-        let now = ContinuousClock.Instant.now
+        let now = clock.nanoseconds
         let waiters = state.withLock { state -> [(loop: EventLoop, completion: (Result<AccessToken, TokenError>) -> Void)] in
             state.inFlight = false
             switch result {
@@ -227,9 +235,9 @@ public final class TokenProvider: @unchecked Sendable {
             case .failure(var error):
                 state.failures += 1
                 state.consecutiveFailures += 1
-                let delay = Self.backoff(failures: state.consecutiveFailures)
+                let delay = Self.backoff(failures: state.consecutiveFailures, using: &state.jitter).clampedNanoseconds
                 state.nextAttempt = now + delay
-                error.retryAfter = max(1, Int(delay.seconds.rounded(.up)))
+                error.retryAfter = Self.wholeSecondsRoundedUp(delay)
                 state.lastError = error
             }
             let waiters = state.waiters
@@ -255,9 +263,14 @@ public final class TokenProvider: @unchecked Sendable {
 
     /// 1 s, 2 s, 4 s ... capped at 60 s, each scaled by a random 50–100 % (jitter spreads
     /// the retries of many proxies that failed together).
-    static func backoff(failures: Int) -> Duration {
-        let base = min(60.0, pow(2.0, Double(max(0, failures - 1))))
-        return .milliseconds(Int(base * Double.random(in: 0.5...1.0) * 1000))
+    static func backoff(failures: Int, using generator: inout some RandomNumberGenerator) -> Duration {
+        let base = min(60.0, pow(2.0, Double(min(62, max(0, failures - 1)))))
+        return .milliseconds(Int(base * Double.random(in: 0.5...1.0, using: &generator) * 1000))
+    }
+
+    /// A `Retry-After` value: whole seconds, at least 1.
+    static func wholeSecondsRoundedUp(_ nanoseconds: UInt64) -> Int {
+        max(1, Int((nanoseconds + 999_999_999) / 1_000_000_000))
     }
 
     private func pool(for url: AbsoluteURL) -> UpstreamPool {

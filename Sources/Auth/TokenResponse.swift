@@ -1,9 +1,16 @@
+import EventLoop
 import Foundation
 import Upstream
 
 /// Turns the token endpoint's answer into a token or an error (RFC 6749 §5.1 and §5.2).
 enum TokenResponseParser {
-    static func parse(_ response: CollectedResponse, margin: Duration, requested: ContinuousClock.Instant) -> Result<AccessToken, TokenError> {
+    /// The longest lifetime believed: a larger `expires_in` (a typo, or "never") counts as this
+    /// much, which keeps every instant in range; a token that dies earlier is refused with a
+    /// 401 by the API and fetched again.
+    static let maximumLifetimeSeconds: Double = 365 * 24 * 3600
+
+    /// `requested`: when the token request was sent, in nanoseconds of `clock`.
+    static func parse(_ response: CollectedResponse, margin: Duration, requested: UInt64, clock: any MonotonicClock) -> Result<AccessToken, TokenError> {
         let status = response.head.status
         let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]
         guard status == 200 else {
@@ -24,19 +31,19 @@ enum TokenResponseParser {
         }
         guard let json,
               let value = json["access_token"] as? String, !value.isEmpty,
-              let expiresIn = (json["expires_in"] as? NSNumber)?.doubleValue, expiresIn > 0 else {
+              let expiresIn = (json["expires_in"] as? NSNumber)?.doubleValue, expiresIn > 0, !expiresIn.isNaN else {
             return .failure(TokenError(kind: .malformedResponse, message: "IDM token response lacks access_token or expires_in", status: status))
         }
         if let type = json["token_type"] as? String, type.lowercased() != "bearer" {
             return .failure(TokenError(kind: .malformedResponse, message: "IDM issued a \(type) token, not a Bearer token", status: status))
         }
         // Lifetimes count from when we asked: the token cannot have been issued earlier.
-        let lifetime = Duration.milliseconds(Int(expiresIn * 1000))
-        let expires = requested + lifetime
-        let effectiveMargin = min(margin, lifetime / 2)
+        let lifetime = Duration.milliseconds(Int64((min(expiresIn, maximumLifetimeSeconds) * 1000).rounded(.down)))
+        let expires = requested + lifetime.clampedNanoseconds
+        let effectiveMargin = min(margin, lifetime / 2).clampedNanoseconds
         return .success(AccessToken(
-            value: value, obtained: .now, expires: expires, refreshFrom: expires - effectiveMargin,
-            lifetime: lifetime, scope: json["scope"] as? String))
+            value: value, obtainedAt: clock.nanoseconds, expiresAt: expires, refreshFromAt: expires - effectiveMargin,
+            lifetime: lifetime, scope: json["scope"] as? String, clock: clock))
     }
 }
 

@@ -6,29 +6,41 @@ import Upstream
 public struct AccessToken: Sendable, Equatable {
     /// The bearer value. Never log it.
     public let value: String
-    public let obtained: ContinuousClock.Instant
-    public let expires: ContinuousClock.Instant
-    /// From here on a request starts a background refresh (expiry minus the margin).
-    public let refreshFrom: ContinuousClock.Instant
+    /// When the token was obtained, when it expires, and from when a request starts a
+    /// background refresh (expiry minus the margin): nanoseconds of the provider's clock.
+    public let obtainedAt: UInt64
+    public let expiresAt: UInt64
+    public let refreshFromAt: UInt64
     public let lifetime: Duration
     public let scope: String?
     /// `Authorization: Bearer <value>`, built once per token rather than once per request.
     public let authorizationField: HTTPField
+    /// The clock the instants above belong to.
+    private let clock: any MonotonicClock
 
-    public init(value: String, obtained: ContinuousClock.Instant, expires: ContinuousClock.Instant,
-                refreshFrom: ContinuousClock.Instant, lifetime: Duration, scope: String?) {
+    public init(value: String, obtainedAt: UInt64, expiresAt: UInt64, refreshFromAt: UInt64, lifetime: Duration,
+                scope: String?, clock: any MonotonicClock) {
         self.value = value
-        self.obtained = obtained
-        self.expires = expires
-        self.refreshFrom = refreshFrom
+        self.obtainedAt = obtainedAt
+        self.expiresAt = expiresAt
+        self.refreshFromAt = refreshFromAt
         self.lifetime = lifetime
         self.scope = scope
+        self.clock = clock
         authorizationField = HTTPField("Authorization", "Bearer " + value)
     }
 
-    public func isUsable(at now: ContinuousClock.Instant = .now) -> Bool { now < expires }
-    public func wantsRefresh(at now: ContinuousClock.Instant = .now) -> Bool { now >= refreshFrom }
-    public var secondsUntilExpiry: Double { (expires - .now).seconds }
+    public static func == (a: AccessToken, b: AccessToken) -> Bool {
+        a.value == b.value && a.obtainedAt == b.obtainedAt && a.expiresAt == b.expiresAt
+    }
+
+    public func isUsable(at now: UInt64) -> Bool { now < expiresAt }
+    public func wantsRefresh(at now: UInt64) -> Bool { now >= refreshFromAt }
+    /// Negative once expired.
+    public var secondsUntilExpiry: Double {
+        let now = clock.nanoseconds
+        return now <= expiresAt ? Double(expiresAt - now) / 1e9 : -Double(now - expiresAt) / 1e9
+    }
 }
 
 public enum TokenAuthentication: String, Sendable {

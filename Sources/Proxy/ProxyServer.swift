@@ -106,7 +106,8 @@ public final class ProxyServer: @unchecked Sendable {
             endpoint: UpstreamEndpoint(host: api.host, port: api.port, tls: api.isTLS ? tls : nil),
             group: group, maxConnections: config.limits.maxUpstreamConnections, timeouts: timeouts, limits: upstreamLimits)
 
-        tokens = TokenProvider(settings: try Self.tokenSettings(config), loop: group.loops[0], tlsContext: tls, logger: logger)
+        tokens = TokenProvider(settings: try Self.tokenSettings(config), loop: group.loops[0], tlsContext: tls, logger: logger,
+                               clock: group.loops[0].clock)
 
         let context = ProxyContext(
             settings: ProxySettings(config),
@@ -188,7 +189,9 @@ public final class ProxyServer: @unchecked Sendable {
     public func shutdown(grace: Duration, completion: @escaping @Sendable () -> Void) {
         server.stopAccepting()
         server.closeConnectionsWhenIdle()
-        let deadline = ContinuousClock.Instant.now + grace
+        // The loops' clock, so a test that moves it can let the grace period run out.
+        let clock = group.loops[0].clock
+        let deadline = clock.nanoseconds + grace.clampedNanoseconds
         let stats = self.stats
         let pools = self.pools
         let server = self.server
@@ -196,7 +199,7 @@ public final class ProxyServer: @unchecked Sendable {
             // Done when every client connection has gone: idle ones were closed at once, busy
             // ones (a request in flight, or a head still arriving) close after their response.
             let drained = stats.requestsInFlight == 0 && server.activeConnections == 0
-            if drained || ContinuousClock.Instant.now >= deadline {
+            if drained || clock.nanoseconds >= deadline {
                 pools.shutdown()
                 completion()
                 return

@@ -14,7 +14,9 @@ public final class UpstreamPool: @unchecked Sendable {
     private let timeouts: UpstreamTimeouts
     private let limits: HTTP1Limits
     private let stats: UpstreamStats
-    private var idle: [(connection: HTTP1ClientConnection, since: ContinuousClock.Instant)] = []
+    /// Idle connections, oldest first; `since` is in nanoseconds of the loop's clock (the clock
+    /// its timers run on, so a test that moves the loop's clock moves idle eviction with it).
+    private var idle: [(connection: HTTP1ClientConnection, since: UInt64)] = []
     /// Connections counted against `maxConnections`: connecting (counted by `connecting`) or live.
     /// Held strongly, so an identifier cannot be reused while it is counted.
     private var live: [ObjectIdentifier: HTTP1ClientConnection] = [:]
@@ -174,6 +176,8 @@ public final class UpstreamPool: @unchecked Sendable {
 
     private func release(_ connection: HTTP1ClientConnection, reusable: Bool) {
         guard reusable, connection.isOpen, !isShutdown else {
+            // A connection that was in use when the pool shut down is not kept: close it.
+            if isShutdown { connection.close() }
             connectionGone(connection)
             return
         }
@@ -183,7 +187,7 @@ public final class UpstreamPool: @unchecked Sendable {
             waiter.completion(.success((connection, true)))
             return
         }
-        idle.append((connection, .now))
+        idle.append((connection, loop.clock.nanoseconds))
         if !idleTimer.isArmed { idleTimer.schedule(after: timeouts.idle) }
     }
 
@@ -204,10 +208,11 @@ public final class UpstreamPool: @unchecked Sendable {
     }
 
     private func closeExpiredIdle() {
-        let now = ContinuousClock.Instant.now
-        var kept: [(connection: HTTP1ClientConnection, since: ContinuousClock.Instant)] = []
+        let now = loop.clock.nanoseconds
+        let idleTimeout = timeouts.idle.clampedNanoseconds
+        var kept: [(connection: HTTP1ClientConnection, since: UInt64)] = []
         for entry in idle {
-            if now - entry.since >= timeouts.idle {
+            if now &- entry.since >= idleTimeout {
                 entry.connection.close()
                 connectionGone(entry.connection)
             } else {
@@ -216,7 +221,7 @@ public final class UpstreamPool: @unchecked Sendable {
         }
         idle = kept
         if let oldest = idle.first {
-            idleTimer.schedule(after: timeouts.idle - (now - oldest.since))
+            idleTimer.schedule(afterNanoseconds: idleTimeout - (now &- oldest.since))
         }
     }
 }

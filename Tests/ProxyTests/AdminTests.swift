@@ -5,6 +5,7 @@ import EventLoop
 import Foundation
 import Proxy
 import Sandbox
+import TestSupport
 import Testing
 
 /// The admin listener and configuration reloads, against the real proxy and sandbox.
@@ -84,7 +85,10 @@ import Testing
         for expected in expectations {
             #expect(text.contains(expected), "missing: \(expected)")
         }
-        #expect(text.contains("floriday_proxy_token_expiry_seconds 3"))   // ~3600 s left
+        // A one-hour token fetched moments ago.
+        let expiryLine = text.split(separator: "\n").first { $0.hasPrefix("floriday_proxy_token_expiry_seconds ") }
+        let expiry = expiryLine.flatMap { Double($0.split(separator: " ").last ?? "") } ?? -1
+        #expect(expiry > 3000 && expiry <= 3600, "token expiry gauge: \(expiryLine ?? "missing")")
         admin.stop()
     }
 

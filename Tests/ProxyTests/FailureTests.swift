@@ -3,13 +3,36 @@ import EventLoop
 import Foundation
 import HTTP1
 import Sandbox
+import TestSupport
 import Testing
 
 /// Things going wrong: the IDM, the upstream, TLS, the client. Every case gets a clear
 /// problem+json answer in bounded time, and no secret anywhere.
 @Suite struct FailureTests {
-    /// A port on loopback where nothing listens.
+    /// A port on loopback where nothing listens, for the rest of the test run: a socket is bound
+    /// to it and never listens, so a connection is refused, and no other socket can take the
+    /// port meanwhile (a port merely found free could be taken by the time it is used).
     static func closedPort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        precondition(fd >= 0, "socket failed")
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_port = 0
+        inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr)
+        let bound = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        precondition(bound == 0, "bind failed")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        reservedPorts.withLock { $0.append(fd) }
+        return Int(UInt16(bigEndian: sin.sin_port))
+    }
+
+    /// The sockets holding `closedPort()`s; never closed.
+    private static let reservedPorts = Locked<[Int32]>([])
+
+    /// A port on loopback that was free a moment ago, for a child process to listen on. Unlike
+    /// `closedPort()` it cannot be held for the child, so another socket could take it first.
+    static func freePort() -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var sin = sockaddr_in()
         sin.sin_family = sa_family_t(AF_INET)
@@ -95,11 +118,18 @@ import Testing
     }
 
     @Test func upstreamTimeoutGives504() throws {
-        let h = try Harness { $0.timeouts.request = .milliseconds(500) }
-        let started = Date()
-        let response = try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/delay?ms=3000")
+        // The API would answer after a minute; the proxy's clock is moved past the 5 s timeout
+        // once the request has reached the API, so only the timeout can answer.
+        let clock = ManualClock()
+        let h = try Harness(clock: clock) { $0.timeouts.request = .seconds(5) }
+        let client = try h.client(timeout: 30)
+        try client.send("GET /suppliers-api-2026v1/_sandbox/delay?ms=60000 HTTP/1.1\r\nHost: p\r\n\r\n")
+        #expect(eventually { h.state.apiRequests == 1 })
+        advance(clock, by: .seconds(4), firingTimersOn: h.proxy.group.loops)
+        #expect(h.proxy.stats.requestsInFlight == 1, "answered before the timeout")
+        advance(clock, by: .seconds(2), firingTimersOn: h.proxy.group.loops)
+        let response = try client.readResponse()
         expectProblem(response, status: 504, type: "upstream-timeout")
-        #expect(Date().timeIntervalSince(started) < 2.5)
     }
 
     @Test func upstreamThatVanishesGives502() throws {
@@ -156,12 +186,12 @@ import Testing
             let target = index % 2 == 0 ? "/suppliers-api-2026v1/_sandbox/delay?ms=200" : "/suppliers-api-2026v1/left-\(index)"
             try client.send("GET \(target) HTTP/1.1\r\nHost: p\r\n\r\n")
         }
-        #expect(eventually(timeout: 5) { h.proxy.stats.requestsInFlight == 0 && h.proxy.activeClientConnections == 0 })
-        #expect(eventually(timeout: 5) { h.proxy.stats.exchangesInMemory == 0 }, "\(h.proxy.stats.exchangesInMemory) exchanges still in memory")
+        #expect(eventually { h.proxy.stats.requestsInFlight == 0 && h.proxy.activeClientConnections == 0 })
+        #expect(eventually { h.proxy.stats.exchangesInMemory == 0 }, "\(h.proxy.stats.exchangesInMemory) exchanges still in memory")
         // And ordinary traffic, for comparison.
         for index in 0..<10 {
             #expect(try h.client().request("GET", "/suppliers-api-2026v1/after-\(index)").status == 200)
         }
-        #expect(eventually(timeout: 5) { h.proxy.stats.exchangesInMemory == 0 }, "\(h.proxy.stats.exchangesInMemory) exchanges still in memory")
+        #expect(eventually { h.proxy.stats.exchangesInMemory == 0 }, "\(h.proxy.stats.exchangesInMemory) exchanges still in memory")
     }
 }

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import Proxy
 import Sandbox
+import TestSupport
 import Testing
 
 /// The real thing on loopback: the sandbox (IDM + API over TLS with a fresh CA) and the proxy
@@ -16,7 +17,10 @@ final class Harness: @unchecked Sendable {
     var state: SandboxState { sandbox.state }
     var port: Int { proxy.localAddress.port }
 
-    init(tokenLifetime: Int = 3600, metrics: ProxyMetrics = ProxyMetrics(), configure: (inout ProxyConfig) -> Void = { _ in }) throws {
+    /// `clock`: the proxy's loops (their timers and the token provider) run on it; a test moves
+    /// it, together with the sandbox's clock, to let time pass without waiting.
+    init(tokenLifetime: Int = 3600, clock: ManualClock? = nil, metrics: ProxyMetrics = ProxyMetrics(),
+         configure: (inout ProxyConfig) -> Void = { _ in }) throws {
         ignoreSIGPIPE()
         let state = SandboxState(tokenLifetime: tokenLifetime)
         sandbox = try SandboxServer(state: state, address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true)
@@ -27,7 +31,8 @@ final class Harness: @unchecked Sendable {
         logs = LogCapture()
         let logs = self.logs
         let logger = Logger(label: "test") { _ in logs.handler() }
-        proxy = try ProxyServer(config: config, logger: logger, group: EventLoopGroup(loopCount: 2), metrics: metrics)
+        let group = clock.map { EventLoopGroup(loopCount: 2, clock: $0) } ?? EventLoopGroup(loopCount: 2)
+        proxy = try ProxyServer(config: config, logger: logger, group: group, metrics: metrics)
         proxy.start()
     }
 
@@ -77,12 +82,7 @@ final class LogCapture: @unchecked Sendable {
     }
 }
 
-/// Polls until `condition` holds or `timeout` passes.
-func eventually(timeout: Double = 5, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(10_000)
-    }
-    return condition()
+/// `TestSupport.eventually` for every file of this target, imported or not.
+func eventually(timeout: Double = 20, _ condition: () throws -> Bool) rethrows -> Bool {
+    try TestSupport.eventually(timeout: timeout, condition)
 }

@@ -1,6 +1,7 @@
 import EventLoop
 import Foundation
 import Sandbox
+import TestSupport
 import Testing
 
 /// The executable as users run it: exit codes, output, signals, and memory that stays flat
@@ -106,7 +107,7 @@ import Testing
     /// `readLogs: false` leaves standard error unread (a stuck log collector).
     static func startProxy(sandbox: SandboxServer, caFile: String, extra: String = "", environment: [String: String] = [:],
                            readLogs: Bool = true) throws -> (Process, Int, PipeDrain) {
-        let port = FailureTests.closedPort()
+        let port = FailureTests.freePort()
         // No admin listener unless asked for: its default port may be taken on a shared machine.
         let admin = extra.contains("admin_listen") ? "" : "admin_listen: off"
         let config = try writeTemp("""
@@ -314,8 +315,8 @@ extension ProcessTests {
         defer { sandbox.stop() }
         sandbox.state.apiKeys = ["sandbox-api-key", "second-key"]
         let ca = try CertificateFile(sandbox.certificateAuthorityPEM!)
-        let port = FailureTests.closedPort()
-        let adminPort = FailureTests.closedPort()
+        let port = FailureTests.freePort()
+        let adminPort = FailureTests.freePort()
         let path = try Self.writeTemp("")
         func write(apiKey: String) throws {
             try "listen: 127.0.0.1:\(port)\nadmin_listen: 127.0.0.1:\(adminPort)\napi_url: \(sandbox.baseURL)\nissuer_url: \(sandbox.issuerURL)\nca_file: \(ca.path)\napi_key: \(apiKey)\n"
@@ -342,7 +343,8 @@ extension ProcessTests {
         })
         try "timeouts: { conect: 1s }\n".write(toFile: path, atomically: true, encoding: .utf8)
         kill(process.processIdentifier, SIGHUP)
-        Thread.sleep(forTimeInterval: 0.3)
+        // The reload has been tried (and refused) before the key is checked again.
+        #expect(eventually { err.textSoFar.contains("config.reload.failed") })
         #expect((try client.request("GET", "/suppliers-api-2026v1/x").json["headers"] as? [String: String])?["x-api-key"] == "second-key")
         #expect(try Self.run(["healthcheck", "--url", "http://127.0.0.1:\(adminPort)/healthz"]).status == 0)
         process.terminate()
@@ -362,21 +364,28 @@ extension ProcessTests {
 final class PipeDrain: @unchecked Sendable {
     let pipe = Pipe()
     private let finished = DispatchSemaphore(value: 0)
-    private var data = Data()
+    private let data = Locked(Data())
 
     func start() {
         let handle = pipe.fileHandleForReading
         Thread.detachNewThread { [self] in
-            data = handle.readDataToEndOfFile()
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                data.withLock { $0.append(chunk) }
+            }
             finished.signal()
         }
     }
+
+    /// What the child has written so far (it may write more).
+    var textSoFar: String { data.withLock { String(decoding: $0, as: UTF8.self) } }
 
     /// Everything the child wrote; waits until every writer has closed the pipe.
     var text: String {
         finished.wait()
         defer { finished.signal() }
-        return String(decoding: data, as: UTF8.self)
+        return textSoFar
     }
 }
 

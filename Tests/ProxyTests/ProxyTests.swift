@@ -3,6 +3,7 @@ import EventLoop
 import Foundation
 import HTTP1
 import Sandbox
+import TestSupport
 import Testing
 
 /// End to end: client → proxy → sandbox (IDM + API over TLS), all on loopback.
@@ -71,27 +72,37 @@ import Testing
     }
 
     @Test func refreshesAheadOfExpiryWithoutMakingTheRequestWait() throws {
-        // 4 s lifetime: the 60 s margin is capped at half of it, so refresh-ahead starts at 2 s.
-        let h = try Harness(tokenLifetime: 4)
-        let client = try h.client()
-        let first = try client.request("GET", "/suppliers-api-2026v1/x")
+        // Time is moved by hand, on the proxy's clock and the sandbox's alike. A one-hour token
+        // and the default 60 s margin: refresh-ahead starts at 3540 s.
+        let clock = ManualClock()
+        let h = try Harness(tokenLifetime: 3600, clock: clock)
+        let first = try h.client().request("GET", "/suppliers-api-2026v1/x")
         let firstToken = (first.json["headers"] as? [String: String])?["authorization"]
         #expect(h.state.tokenRequests == 1)
-        Thread.sleep(forTimeInterval: 2.3)
-        // Inside the margin: this request still goes out with the current token...
-        let second = try client.request("GET", "/suppliers-api-2026v1/x")
+        h.state.advanceClock(by: 3545)
+        advance(clock, by: .seconds(3545), firingTimersOn: h.proxy.group.loops)
+        // Inside the margin: this request still goes out with the current token (a new
+        // connection: the old one's keep-alive ran out meanwhile)...
+        let second = try h.client().request("GET", "/suppliers-api-2026v1/x")
+        #expect(second.status == 200)
         #expect((second.json["headers"] as? [String: String])?["authorization"] == firstToken)
         // ...and one background refresh has started and, soon after, replaced the token.
         #expect(eventually { h.proxy.tokens.cachedToken.map { "Bearer \($0.value)" } != firstToken })
-        let third = try client.request("GET", "/suppliers-api-2026v1/x")
+        let third = try h.client().request("GET", "/suppliers-api-2026v1/x")
         #expect((third.json["headers"] as? [String: String])?["authorization"] != firstToken)
         #expect(h.state.tokenRequests == 2)
     }
 
     @Test func idleProxyFetchesNothing() throws {
-        let h = try Harness(tokenLifetime: 2)
+        let clock = ManualClock()
+        let h = try Harness(tokenLifetime: 3600, clock: clock)
         #expect(try h.client().request("GET", "/suppliers-api-2026v1/x").status == 200)
-        Thread.sleep(forTimeInterval: 2.5)
+        // The token expires while nobody asks for one. Every timer that came due has fired and
+        // anything it started on the token's loop has run before the count is read.
+        h.state.advanceClock(by: 3700)
+        advance(clock, by: .seconds(3700), firingTimersOn: h.proxy.group.loops)
+        onLoop(h.proxy.group.loops[0]) {}
+        #expect(h.proxy.tokens.fetchCount == 1)
         #expect(h.state.tokenRequests == 1)
         // The expired token is never sent: the next request fetches a fresh one first.
         #expect(try h.client().request("GET", "/suppliers-api-2026v1/x").status == 200)
@@ -268,14 +279,19 @@ import Testing
     }
 
     @Test func theResponseTimeoutCountsFromTheEndOfTheRequest() throws {
-        // An upload that takes longer than `timeouts.request` is not a timeout while it progresses.
-        let h = try Harness { $0.timeouts.request = .milliseconds(400) }
+        // An upload that takes longer than `timeouts.request` is not a timeout while it
+        // progresses. The proxy's clock moves a second per piece: 8 s of upload against a 5 s
+        // response timeout, in well under a second of real time.
+        let clock = ManualClock()
+        let h = try Harness(clock: clock) { $0.timeouts.request = .seconds(5) }
         let client = try h.client()
+        // Token and upstream connection first, so no connect deadline runs while time moves.
+        #expect(try client.request("GET", "/suppliers-api-2026v1/warm").status == 200)
         let piece = [UInt8](repeating: 0x62, count: 64 * 1024)
         try client.send("POST /suppliers-api-2026v1/slow-upload HTTP/1.1\r\nHost: p\r\nContent-Length: \(piece.count * 8)\r\n\r\n")
         for _ in 0..<8 {
             try client.send(piece)
-            Thread.sleep(forTimeInterval: 0.15)
+            advance(clock, by: .seconds(1), firingTimersOn: h.proxy.group.loops)
         }
         let response = try client.readResponse()
         #expect(response.status == 200)

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 import TLS
 
@@ -37,13 +38,24 @@ import TLS
         let path = try CertificateFactory.writeTemporaryFile(Fixtures.ca.certificatePEM)
         defer { _ = unlinkFile(path) }
         let client = try TLSContext.client(extraCAFile: path)
-        _ = try connectedPair(client: client)
+        let pair = try connectedPair(client: client)
+        #expect(pair.client.isHandshakeComplete && pair.server.isHandshakeComplete)
+        // The same server is refused by a client without the file: the file made the difference.
+        let error = tlsError { _ = try connectedPair(client: try TLSContext.client()) }
+        #expect(error?.isVerificationFailure == true)
     }
 
     @Test func serverSendsIntermediateChain() throws {
-        // The chain PEM may carry more certificates after the leaf.
-        let server = try Fixtures.serverContext(Fixtures.leaf, chainExtra: Fixtures.ca.certificatePEM)
-        _ = try connectedPair(server: server)
+        // The chain PEM may carry more certificates after the leaf; they go out in the
+        // server's first flight, which grows by (at least about) the extra certificate's size.
+        let withChain = try Fixtures.serverContext(Fixtures.leaf, chainExtra: Fixtures.ca.certificatePEM)
+        let pair = try connectedPair(server: withChain)
+        #expect(pair.client.isHandshakeComplete)
+        let extraCertificateBytes = derLength(ofPEM: Fixtures.ca.certificatePEM)
+        #expect(extraCertificateBytes > 200)
+        let growth = try serverFirstFlightBytes(withChain) - serverFirstFlightBytes(Fixtures.server)
+        // Signatures in the flight differ by a few bytes from one handshake to the next.
+        #expect(growth >= extraCertificateBytes - 16, "first flight grew by \(growth) bytes; the extra certificate has \(extraCertificateBytes)")
     }
 }
 
@@ -195,7 +207,7 @@ import TLS
     }
 
     @Test func randomBytesNeverCrash() throws {
-        var generator = SystemRandomNumberGenerator()
+        var generator = SeededGenerator(printingSeedFor: "randomBytesNeverCrash")
         for length in [1, 5, 6, 100, 517, 5_000, 20_000] {
             for _ in 0..<5 {
                 let server = try TLSEngine(context: Fixtures.server, serverName: nil)

@@ -1,3 +1,4 @@
+import Foundation
 import TLS
 #if canImport(Glibc)
 import Glibc
@@ -36,6 +37,25 @@ func transfer(from source: TLSEngine, to destination: TLSEngine) -> Bool {
     source.drainCiphertext(into: &bytes)
     bytes.withUnsafeBytes { destination.feedCiphertext($0) }
     return !bytes.isEmpty
+}
+
+/// The ciphertext a server sends in answer to a client's first message (ServerHello through
+/// the server's Finished in TLS 1.3: its certificates included).
+func serverFirstFlightBytes(_ serverContext: TLSContext) throws -> Int {
+    let client = try TLSEngine(context: Fixtures.trustingClient, serverName: "localhost")
+    let server = try TLSEngine(context: serverContext, serverName: nil)
+    _ = try client.handshake()
+    transfer(from: client, to: server)
+    _ = try server.handshake()
+    var flight: [UInt8] = []
+    server.drainCiphertext(into: &flight)
+    return flight.count
+}
+
+/// Bytes of the DER encoding inside a one-certificate PEM.
+func derLength(ofPEM pem: String) -> Int {
+    let body = pem.split(separator: "\n").filter { !$0.hasPrefix("-----") }.joined()
+    return Data(base64Encoded: body)?.count ?? 0
 }
 
 /// Runs both handshakes to completion in memory. A failure on either side throws that side's
