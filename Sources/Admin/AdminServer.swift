@@ -76,7 +76,7 @@ final class AdminHandler: HTTPServerHandler, @unchecked Sendable {
         upstreamConnections = registry.makeGauge(name: "floriday_proxy_upstream_connections", help: "Open connections to the API (the pool).")
         tokenExpiry = registry.makeGauge(name: "floriday_proxy_token_expiry_seconds", help: "Seconds until the cached access token expires (0: none cached).")
         handshakes = registry.makeCounter(name: "floriday_proxy_upstream_handshakes_total", help: "TLS handshakes with the API.")
-        ready = registry.makeGauge(name: "floriday_proxy_ready", help: "1 when the latest readiness check passed (as /readyz), else 0.")
+        ready = registry.makeGauge(name: "floriday_proxy_ready", help: "Whether the latest readiness check (as /readyz) passed: 1, or not: 0.")
     }
 
     func errorResponse(status: Int, code: String, detail: String) -> (HTTPHeaders, [UInt8]) {

@@ -85,7 +85,7 @@ struct StatusSnapshot {
         generatedAt = Date().timeIntervalSince1970
         uptimeSeconds = Int((ContinuousClock.Instant.now - stats.started).components.seconds)
         environment = config.environment.rawValue
-        listen = config.listen.description
+        listen = "\(proxy.localAddress)"
         self.readiness = readiness
 
         let cached = proxy.tokens.cachedToken
