@@ -41,11 +41,13 @@ wait_for "http://127.0.0.1:$admin_port/healthz"
 
 api="http://127.0.0.1:$proxy_port"
 control="https://localhost:$sandbox_port/_sandbox"
-# A minute or so of traffic, with a few refused requests among it.
-for round in $(seq 40); do
+# A minute and a half of traffic, with a few refused requests among it.
+for round in $(seq 150); do
   for _ in $(seq $((round % 7 + 3))); do curl -s -o /dev/null "$api/suppliers-api-2024v2/trade-items?limit=2"; done
-  [ $((round % 9)) = 0 ] && curl -s -o /dev/null -X TRACE "$api/suppliers-api-2024v2/trade-items"
-  [ $((round % 13)) = 0 ] && curl -s -o /dev/null "$api/suppliers-api-2024v2/does-not-exist"
+  [ $((round % 23)) = 0 ] && curl -s -o /dev/null -X TRACE "$api/suppliers-api-2024v2/trade-items"
+  # A few seconds in which the API itself answers 503.
+  [ "$round" = 110 ] && curl -s -o /dev/null --cacert "$work/ca.pem" -X POST "$control/configure?apiFailure=503"
+  [ "$round" = 113 ] && curl -s -o /dev/null --cacert "$work/ca.pem" -X POST "$control/configure?apiFailure=none"
   sleep 0.5
 done
 # The IDM starts refusing the client; the token is revoked; the next requests cannot get one.

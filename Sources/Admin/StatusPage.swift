@@ -50,7 +50,7 @@ enum StatusPage {
         html.raw("""
         <header><h1>floriday-proxy <small>\(escape(s.version))</small></h1>
         <p><span class="badge env">\(escape(s.environment))</span> \(readyBadge)
-        <span class="muted">up \(duration(s.uptimeSeconds)) · updated <time id="updated">\(escape(rfc3339(s.generatedAt)))</time></span></p>
+        <span class="muted">up \(duration(s.uptimeSeconds)) · updated <span id="updated">\(time(s.generatedAt, now: s.generatedAt))</span> UTC</span></p>
         <p class="muted">listening on \(escape(s.listen)) → <span id="upstream-url">\(escape(s.upstream.url))</span> (\(escape(s.upstream.httpProtocol)))</p>
         </header>
         <div class="cards">
@@ -67,10 +67,10 @@ enum StatusPage {
             html.raw("<p class=\"state\" id=\"token-state\">none yet (fetched with the first request)</p><dl>")
         }
         if let last = t.lastFetch {
-            html.raw("<dt>last fetch</dt><dd id=\"token-last-fetch\"><time>\(escape(rfc3339(last.time)))</time> <span class=\"\(last.outcome == "success" ? "ok" : "bad")\">\(escape(last.outcome))</span></dd>")
+            html.raw("<dt>last fetch</dt><dd id=\"token-last-fetch\">\(time(last.time, now: s.generatedAt)) <span class=\"\(last.outcome == "success" ? "ok" : "bad")\">\(escape(last.outcome))</span></dd>")
         }
         if let success = t.lastSuccess {
-            html.raw("<dt>last success</dt><dd><time>\(escape(rfc3339(success)))</time></dd>")
+            html.raw("<dt>last success</dt><dd>\(time(success, now: s.generatedAt))</dd>")
         }
         html.raw("<dt>fetches</dt><dd>\(t.fetches), \(t.failures) failed</dd></dl>")
         if let message = t.currentError {
@@ -127,9 +127,9 @@ enum StatusPage {
 
         // Token fetch failures, with the IDM's reason.
         if !t.recentFailures.isEmpty {
-            html.raw("<section id=\"token-failures\"><h2>Token fetch failures</h2><table><thead><tr><th>time</th><th>outcome</th><th>reason</th></tr></thead><tbody>")
+            html.raw("<section id=\"token-failures\"><h2>Token fetch failures</h2><table><thead><tr><th>time (UTC)</th><th>outcome</th><th>reason</th></tr></thead><tbody>")
             for failure in t.recentFailures {
-                html.raw("<tr class=\"token-failure\"><td><time>\(escape(rfc3339(failure.time)))</time></td><td>\(escape(failure.outcome))</td><td>\(escape(failure.reason ?? ""))</td></tr>")
+                html.raw("<tr class=\"token-failure\"><td>\(time(failure.time, now: s.generatedAt))</td><td>\(escape(failure.outcome))</td><td>\(escape(failure.reason ?? ""))</td></tr>")
             }
             html.raw("</tbody></table></section>")
         }
@@ -139,9 +139,9 @@ enum StatusPage {
         if s.errors.isEmpty {
             html.raw("<p class=\"muted\" id=\"no-errors\">None since start.</p>")
         } else {
-            html.raw("<div class=\"scroll\"><table><thead><tr><th>time</th><th>status</th><th>problem type</th><th>method</th><th>path</th><th>request id</th></tr></thead><tbody>")
+            html.raw("<div class=\"scroll\"><table><thead><tr><th>time (UTC)</th><th>status</th><th>problem type</th><th>method</th><th>path</th><th>request id</th></tr></thead><tbody>")
             for error in s.errors {
-                html.raw("<tr class=\"error\"><td><time>\(escape(rfc3339(error.time)))</time></td><td>\(error.status)</td><td class=\"type\">\(escape(error.type))</td><td>\(escape(error.method))</td><td class=\"path\">\(escape(error.path))</td><td><code>\(escape(error.requestID))</code></td></tr>")
+                html.raw("<tr class=\"error\"><td>\(time(error.time, now: s.generatedAt))</td><td>\(error.status)</td><td class=\"type\">\(escape(error.type))</td><td>\(escape(error.method))</td><td class=\"path\">\(escape(error.path))</td><td><code>\(escape(error.requestID))</code></td></tr>")
             }
             html.raw("</tbody></table></div>")
         }
@@ -193,6 +193,15 @@ enum StatusPage {
             }
         }
         return out
+    }
+
+    /// A time as the page shows it: the time of day (UTC) when it is today's, else date and
+    /// minute; the full RFC 3339 form is in the element's `datetime`.
+    static func time(_ time: WallTime, now: WallTime) -> String {
+        let full = rfc3339(time)
+        let sameDay = full.prefix(10) == rfc3339(now).prefix(10)
+        let shown = sameDay ? String(full.dropFirst(11).dropLast()) : full.prefix(10) + " " + full.dropFirst(11).prefix(5)
+        return "<time datetime=\"\(full)\">\(shown)</time>"
     }
 
     static func duration(_ seconds: Int) -> String {

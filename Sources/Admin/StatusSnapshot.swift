@@ -63,7 +63,7 @@ struct StatusSnapshot {
     }
 
     /// Seconds the chart covers.
-    static let chartSeconds = 600
+    static let chartSeconds = 300
 
     var version: String
     var generatedAt: WallTime

@@ -77,9 +77,9 @@ import Testing
         #expect(minute == ["1xx": 0, "2xx": 6, "3xx": 0, "4xx": 1, "5xx": 1])
         #expect(requests["lastHour"] as? [String: Int] == minute)
         let perSecond = try #require(requests["perSecond"] as? [String: Any])
-        #expect(perSecond["seconds"] as? Int == 600)
+        #expect(perSecond["seconds"] as? Int == 300)
         #expect((perSecond["2xx"] as? [Int])?.reduce(0, +) == 6)
-        #expect((perSecond["2xx"] as? [Int])?.count == 600)
+        #expect((perSecond["2xx"] as? [Int])?.count == 300)
 
         let retries = try #require(json["retriesAfter401"] as? [String: Int])
         #expect(retries == ["total": 2, "succeeded": 1, "failed": 1])
