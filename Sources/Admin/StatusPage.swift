@@ -233,7 +233,7 @@ enum StatusPage {
     .badge.ok{background:var(--ok);color:#fff;border-color:var(--ok)}.badge.bad{background:var(--bad);color:#fff;border-color:var(--bad)}
     .badge.env{text-transform:uppercase;letter-spacing:.05em}
     .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(240px,1fr));gap:10px;margin:12px 0}
-    .card{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:10px}
+    .card{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:10px;margin:0}
     .state{font-weight:600;margin:0 0 .4em}.state.ok{color:var(--ok)}.state.bad{color:var(--bad)}
     dl{display:grid;grid-template-columns:auto 1fr;gap:2px 10px;margin:0}dt{color:var(--muted)}dd{margin:0}
     .reason{margin:.5em 0 0;font-size:.9em;overflow-wrap:anywhere}

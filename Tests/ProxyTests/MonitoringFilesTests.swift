@@ -103,6 +103,30 @@ import Testing
         #expect(test.status == 0, "\(test.output)")
     }
 
+    /// Grafana's variables replaced by what they stand for, each panel query must be PromQL
+    /// that Prometheus parses: promtool checks them as recording rules.
+    @Test(.enabled(if: promtool != nil, "promtool is not installed (Debian: apt-get install prometheus)"))
+    func dashboardQueriesAreValidPromQL() throws {
+        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.dashboard)) as? [String: Any]
+        let panels = object?["panels"] as? [[String: Any]] ?? []
+        let expressions = panels.flatMap { ($0["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String } }
+        #expect(expressions.count >= 15)
+        var rules = "groups:\n  - name: dashboard\n    rules:\n"
+        for (index, expression) in expressions.enumerated() {
+            let promQL = expression.replacingOccurrences(of: "$__rate_interval", with: "5m")
+                .replacingOccurrences(of: "$job", with: ".*").replacingOccurrences(of: "$instance", with: ".*")
+            #expect(!promQL.contains("$"), "an unknown variable in \(expression)")
+            // A YAML single-quoted scalar: only the quote itself is escaped (doubled).
+            let quoted = "'" + promQL.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "'", with: "''") + "'"
+            rules += "      - record: dashboard_query_\(index)\n        expr: \(quoted)\n"
+        }
+        let file = NSTemporaryDirectory() + "floriday-proxy-dashboard-\(UUID().uuidString).yml"
+        try rules.write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let check = try Self.run(Self.promtool!, ["check", "rules", file])
+        #expect(check.status == 0, "\(check.output)")
+    }
+
     @Test func everyAlertHasARunbookInTheREADME() throws {
         let rules = try String(contentsOf: Self.alerts, encoding: .utf8)
         let readme = try String(contentsOf: Self.repository.appendingPathComponent("README.md"), encoding: .utf8)
