@@ -7,11 +7,20 @@ import Proxy
 import Upstream
 
 /// The operator's side door, on its own listener so no API path can collide with it:
-/// `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus text format).
+/// `GET /` (the status page) and `/status.json`, `GET /healthz`, `GET /readyz`, `GET /metrics`
+/// (Prometheus text format).
 public final class AdminServer: @unchecked Sendable {
     public let registry: PrometheusCollectorRegistry
     private var server: HTTPServer!
+    private let handler: AdminHandler
     public var localAddress: SocketAddress { server.localAddress }
+
+    /// Lines for the status page's organisation section (requests waiting, 429s), where the
+    /// proxy serves several organisations; nil (the default) leaves the section out.
+    public var organizations: (@Sendable () -> [OrganizationStatus])? {
+        get { handler.organizations.withLock { $0 } }
+        set { handler.organizations.withLock { $0 = newValue } }
+    }
 
     /// A metrics factory writing into a fresh registry, for `ProxyMetrics`.
     public static func makeMetrics() -> (ProxyMetrics, PrometheusCollectorRegistry) {
@@ -27,6 +36,7 @@ public final class AdminServer: @unchecked Sendable {
     public init(proxy: ProxyServer, registry: PrometheusCollectorRegistry, address: SocketAddress) throws(SocketError) {
         self.registry = registry
         let handler = AdminHandler(proxy: proxy, registry: registry)
+        self.handler = handler
         var settings = HTTPServerSettings()
         settings.limits.maxBodyBytes = 0
         settings.idleTimeout = .seconds(30)
@@ -49,7 +59,11 @@ final class AdminHandler: HTTPServerHandler, @unchecked Sendable {
     let upstreamConnections: Prometheus.Gauge
     let tokenExpiry: Prometheus.Gauge
     let handshakes: Prometheus.Counter
+    let ready: Prometheus.Gauge
     let lastHandshakes = Locked(0)
+    let organizations = Locked<(@Sendable () -> [OrganizationStatus])?>(nil)
+    /// The latest finished readiness check, and whether one is running.
+    let readinessState = Locked((latest: ReadinessResult?.none, checking: false))
 
     /// An upstream handshake this recent counts as "the upstream accepts connections".
     static let upstreamFreshness: Duration = .seconds(300)
@@ -62,6 +76,7 @@ final class AdminHandler: HTTPServerHandler, @unchecked Sendable {
         upstreamConnections = registry.makeGauge(name: "floriday_proxy_upstream_connections", help: "Open connections to the API (the pool).")
         tokenExpiry = registry.makeGauge(name: "floriday_proxy_token_expiry_seconds", help: "Seconds until the cached access token expires (0: none cached).")
         handshakes = registry.makeCounter(name: "floriday_proxy_upstream_handshakes_total", help: "TLS handshakes with the API.")
+        ready = registry.makeGauge(name: "floriday_proxy_ready", help: "Whether the latest readiness check (as /readyz) passed: 1, or not: 0.")
     }
 
     func errorResponse(status: Int, code: String, detail: String) -> (HTTPHeaders, [UInt8]) {
@@ -76,40 +91,90 @@ final class AdminHandler: HTTPServerHandler, @unchecked Sendable {
             return
         }
         switch path {
+        case "/":
+            let snapshot = statusSnapshot(on: exchange.loop)
+            var headers = HTTPHeaders()
+            headers.add("Content-Type", "text/html; charset=utf-8")
+            headers.add("Cache-Control", "no-store")
+            headers.add("Content-Security-Policy", StatusPage.contentSecurityPolicy)
+            headers.add("X-Content-Type-Options", "nosniff")
+            let fragment = exchange.request.targetString.hasSuffix("?part=main")
+            exchange.respond(status: 200, headers: headers, body: fragment ? StatusPage.fragment(snapshot) : StatusPage.document(snapshot))
+        case "/status.json":
+            var headers = HTTPHeaders()
+            headers.add("Content-Type", "application/json")
+            headers.add("Cache-Control", "no-store")
+            exchange.respond(status: 200, headers: headers, body: statusSnapshot(on: exchange.loop).json)
         case "/healthz":
             respondJSON(exchange, 200, "{\"status\":\"ok\"}")
         case "/readyz":
-            readiness(exchange)
+            checkReadiness(on: exchange.loop) { [self] result in
+                if result.ready {
+                    respondJSON(exchange, 200, "{\"status\":\"ready\"}")
+                } else {
+                    let (headers, body) = problem(status: 503, reason: result.problem ?? "not-ready", detail: result.detail ?? "Not ready.", retryAfter: result.retryAfter)
+                    exchange.respond(status: 503, headers: headers, body: body)
+                }
+            }
         case "/metrics":
+            refreshReadiness(on: exchange.loop)
             sample()
             var headers = HTTPHeaders()
             headers.add("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
             exchange.respond(status: 200, headers: headers, body: registry.emitToBuffer())
         default:
-            let (headers, body) = problem(status: 404, reason: "not-found", detail: "Admin endpoints: /healthz, /readyz, /metrics.")
+            let (headers, body) = problem(status: 404, reason: "not-found", detail: "Admin endpoints: / (status page), /status.json, /healthz, /readyz, /metrics.")
             exchange.respond(status: 404, headers: headers, body: body)
         }
     }
 
+    /// The page's data; starts a readiness check in the background so the next one shows it.
+    private func statusSnapshot(on loop: EventLoop) -> StatusSnapshot {
+        refreshReadiness(on: loop)
+        let latest = readinessState.withLock { $0.latest }
+        return StatusSnapshot(proxy: proxy, readiness: latest, organizations: organizations.withLock { $0 }?())
+    }
+
+    /// Scrapes and the status page never wait on the IDM or the API: they start a check (one
+    /// at a time) and show the latest finished one.
+    private func refreshReadiness(on loop: EventLoop) {
+        let start = readinessState.withLock { state -> Bool in
+            if state.checking { return false }
+            state.checking = true
+            return true
+        }
+        if start { checkReadiness(on: loop) { _ in } }
+    }
+
+    struct ReadinessCheck {
+        var ready: Bool
+        var problem: String?
+        var detail: String?
+        var retryAfter: Int?
+    }
+
     /// Ready when a token is cached or can be fetched, and the API accepted a TLS connection
-    /// recently (or accepts one now).
-    private func readiness(_ exchange: ServerExchange) {
-        proxy.tokens.token(on: exchange.loop) { [self] result in
+    /// recently (or accepts one now). Every check's outcome becomes the latest.
+    private func checkReadiness(on loop: EventLoop, completion: @escaping (ReadinessCheck) -> Void) {
+        let finish: (ReadinessCheck) -> Void = { [self] check in
+            let result = ReadinessResult(ready: check.ready, problem: check.problem, detail: check.detail, checkedAt: wallNow())
+            readinessState.withLock { $0 = (latest: result, checking: false) }
+            completion(check)
+        }
+        proxy.tokens.token(on: loop) { [self] result in
             if case .failure(let error) = result {
-                let (headers, body) = problem(status: 503, reason: "token-unavailable", detail: "No access token: \(error.message)", retryAfter: error.retryAfter)
-                exchange.respond(status: 503, headers: headers, body: body)
+                finish(ReadinessCheck(ready: false, problem: "token-unavailable", detail: "No access token: \(error.message)", retryAfter: error.retryAfter))
                 return
             }
             if let last = proxy.pools.stats.lastHandshake, ContinuousClock.Instant.now - last < Self.upstreamFreshness {
-                respondJSON(exchange, 200, "{\"status\":\"ready\"}")
+                finish(ReadinessCheck(ready: true))
                 return
             }
-            proxy.pools.pool(for: exchange.loop).probe { [self] error in
+            proxy.pools.pool(for: loop).probe { error in
                 if let error {
-                    let (headers, body) = problem(status: 503, reason: "upstream-unreachable", detail: "The API does not accept connections: \(error).")
-                    exchange.respond(status: 503, headers: headers, body: body)
+                    finish(ReadinessCheck(ready: false, problem: "upstream-unreachable", detail: "The API does not accept connections: \(error)."))
                 } else {
-                    respondJSON(exchange, 200, "{\"status\":\"ready\"}")
+                    finish(ReadinessCheck(ready: true))
                 }
             }
         }
@@ -121,6 +186,7 @@ final class AdminHandler: HTTPServerHandler, @unchecked Sendable {
         inFlight.set(Int64(proxy.stats.requestsInFlight))
         upstreamConnections.set(Int64(proxy.pools.stats.openConnections))
         tokenExpiry.set(max(0, proxy.tokens.cachedToken?.secondsUntilExpiry ?? 0))
+        ready.set(Int64(readinessState.withLock { $0.latest?.ready ?? false } ? 1 : 0))
         let total = proxy.pools.stats.handshakes
         let delta = lastHandshakes.withLock { last -> Int in
             defer { last = total }

@@ -171,13 +171,22 @@ enum RequestKind: HTTP1MessageKind {
             if fields.contentLengthCount > 0 { throw .contentLengthWithTransferEncoding }
             // RFC 9112 §6.1: HTTP/1.0 had no Transfer-Encoding; its framing is faulty.
             if head.version == .http1_0 { throw .transferEncodingInHTTP10 }
-            // Only the one coding every server must know, spelled exactly once (RFC 9112 §6.1:
-            // an unknown coding gets 501). "chunked, chunked", "gzip, chunked", "identity" are not.
-            guard fields.transferEncodingCount == 1,
-                  let value = head.headers.first("transfer-encoding"),
-                  asciiCaseInsensitiveEquals(value, "chunked" as StaticString) else {
-                throw .unsupportedTransferEncoding
+            // The common case, one field saying exactly "chunked", without building the list.
+            if fields.transferEncodingCount == 1, let value = head.headers.first("transfer-encoding"),
+               asciiCaseInsensitiveEquals(value, "chunked" as StaticString) {
+                return .chunked
             }
+            let codings = TransferCodingList(head.headers)
+            // RFC 9112 §6.1: chunked is applied at most once. Malformed lists and empty elements
+            // are refused too: a server that reads "chunked," differently must not get to frame it.
+            if codings.malformed || codings.emptyElements || codings.chunkedCount > 1 { throw .invalidTransferEncoding }
+            // RFC 9112 §6.3 rule 4: when chunked is not the final coding (gzip, identity,
+            // "chunked, identity", an empty value) the body length cannot be determined:
+            // 400, and the connection is closed.
+            guard codings.finalIsChunked else { throw .chunkedNotFinal }
+            // RFC 9112 §6.1: a coding the server does not understand before the final chunked
+            // ("gzip, chunked") is 501; the body could be framed, but not decoded.
+            guard codings.count == 1 else { throw .unsupportedTransferEncoding }
             return .chunked
         }
         if fields.contentLengthCount > 1 { throw .conflictingContentLength }

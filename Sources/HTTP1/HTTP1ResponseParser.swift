@@ -102,28 +102,9 @@ enum ResponseKind: HTTP1MessageKind {
     /// Rule 4: chunked when chunked is the final coding, close-delimited otherwise. The
     /// codings of all Transfer-Encoding fields form one list (RFC 9110 §5.3).
     static func transferCodingFraming(_ headers: HTTPHeaders) throws(HTTP1ParseError) -> HTTP1BodyFraming {
-        var codings = 0
-        var sawChunked = false
-        var lastIsChunked = false
-        var malformed = false
-        for field in headers.fields where field.hasName("transfer-encoding") {
-            forEachListElement(field.value) { element in
-                // transfer-coding = token *( OWS ";" OWS transfer-parameter ); chunked has none.
-                var nameEnd = element.startIndex
-                while nameEnd < element.endIndex && isTchar(element[nameEnd]) { nameEnd += 1 }
-                let name = element[element.startIndex..<nameEnd]
-                let rest = element[nameEnd...].drop(while: isOWS)
-                let isChunked = asciiCaseInsensitiveEquals(name, "chunked" as StaticString)
-                if name.isEmpty || !(rest.isEmpty || rest.first == ASCII.semicolon) || (isChunked && (sawChunked || !rest.isEmpty)) {
-                    malformed = true
-                }
-                // RFC 9112 §7: chunked is applied at most once.
-                sawChunked = sawChunked || isChunked
-                lastIsChunked = isChunked
-                codings += 1
-            }
-        }
-        if malformed || codings == 0 { throw .invalidTransferEncoding }
-        return lastIsChunked ? .chunked : .untilClose
+        let codings = TransferCodingList(headers)
+        // RFC 9112 §7: chunked is applied at most once.
+        if codings.malformed || codings.count == 0 || codings.chunkedCount > 1 { throw .invalidTransferEncoding }
+        return codings.finalIsChunked ? .chunked : .untilClose
     }
 }

@@ -209,6 +209,45 @@ struct FramingFields {
     }
 }
 
+/// The transfer codings of all Transfer-Encoding fields of a message, read as one list
+/// (RFC 9110 §5.3), and what framing needs to know of them.
+struct TransferCodingList {
+    /// Codings named, empty list elements not counted.
+    var count = 0
+    var chunkedCount = 0
+    var finalIsChunked = false
+    /// An element that is not `token *( OWS ";" OWS transfer-parameter )`, or a chunked with
+    /// parameters (it defines none).
+    var malformed = false
+    /// Empty list elements ("chunked," or ", chunked"): RFC 9110 §5.6.1 lets a recipient ignore
+    /// them; a server may refuse them where a different reading would change the framing.
+    var emptyElements = false
+
+    init(_ headers: HTTPHeaders) {
+        for field in headers.fields where field.hasName("transfer-encoding") {
+            var elements = 0
+            forEachListElement(field.value) { element in
+                elements += 1
+                var nameEnd = element.startIndex
+                while nameEnd < element.endIndex && isTchar(element[nameEnd]) { nameEnd += 1 }
+                let name = element[element.startIndex..<nameEnd]
+                let rest = element[nameEnd...].drop(while: isOWS)
+                let isChunked = asciiCaseInsensitiveEquals(name, "chunked" as StaticString)
+                if name.isEmpty || !(rest.isEmpty || rest.first == ASCII.semicolon) || (isChunked && !rest.isEmpty) {
+                    malformed = true
+                }
+                if isChunked { chunkedCount += 1 }
+                finalIsChunked = isChunked
+                count += 1
+            }
+            // A list of n commas has n + 1 elements; the empty ones were not handed to us.
+            var commas = 0
+            for byte in field.value where byte == ASCII.comma { commas += 1 }
+            if commas + 1 != elements { emptyElements = true }
+        }
+    }
+}
+
 /// Parses the field lines of a complete head, `base[from..<end]`, where `end` is the index of
 /// the CRLF that ends the head. Each field's name and value arrays are built once.
 func parseFields(_ base: UnsafeRawPointer, from: Int, to end: Int, expectedCount: Int) throws(HTTP1ParseError) -> (HTTPHeaders, FramingFields) {

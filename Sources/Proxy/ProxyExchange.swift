@@ -111,6 +111,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             case .success(let acquired):
                 upstream = acquired.connection
                 upstreamReused = acquired.reused
+                context.stats.upstreamAcquired(reused: acquired.reused)
                 sendUpstream()
             case .failure(let error):
                 failToProxy(Self.problem(for: error))

@@ -6,8 +6,10 @@ import EventLoop
 /// connections, token expiry) are sampled when scraped instead of updated per request.
 public final class ProxyMetrics: @unchecked Sendable {
     private let factory: MetricsFactory
-    private let requestDuration: CoreMetrics.Timer
+    /// Per status class, indexed like `statusClasses`.
+    private let requestDurations: [CoreMetrics.Timer]
     private let upstreamDuration: CoreMetrics.Timer
+    private let upstreamRateLimited: Counter
     private let bytesIn: Counter
     private let bytesOut: Counter
     /// Per (method, status class), indexed `method * 7 + class`: made up front, so counting a
@@ -21,8 +23,12 @@ public final class ProxyMetrics: @unchecked Sendable {
 
     public init(factory: MetricsFactory = NOOPMetricsHandler.instance) {
         self.factory = factory
-        requestDuration = Timer(label: "floriday_proxy_request_duration_seconds", dimensions: [], factory: factory)
+        requestDurations = Self.statusClasses.map {
+            Timer(label: "floriday_proxy_request_duration_seconds", dimensions: [("status_class", $0)], factory: factory)
+        }
         upstreamDuration = Timer(label: "floriday_proxy_upstream_duration_seconds", dimensions: [], factory: factory)
+        // Made up front, so it is exported (as 0) before the first 429: alert rules see a series.
+        upstreamRateLimited = Counter(label: "floriday_proxy_upstream_rate_limited_total", dimensions: [], factory: factory)
         bytesIn = Counter(label: "floriday_proxy_received_bytes_total", dimensions: [], factory: factory)
         bytesOut = Counter(label: "floriday_proxy_sent_bytes_total", dimensions: [], factory: factory)
         var counters: [Counter] = []
@@ -44,8 +50,12 @@ public final class ProxyMetrics: @unchecked Sendable {
         let methodIndex = Self.methods.firstIndex(of: method) ?? Self.methods.count - 1
         let classIndex = status == 0 ? 0 : (100..<600).contains(status) ? status / 100 : Self.statusClasses.count - 1
         requestCounters[methodIndex * Self.statusClasses.count + classIndex].increment()
-        requestDuration.recordNanoseconds(duration.nanoseconds)
-        if let upstream { upstreamDuration.recordNanoseconds(upstream.nanoseconds) }
+        requestDurations[classIndex].recordNanoseconds(duration.nanoseconds)
+        if let upstream {
+            upstreamDuration.recordNanoseconds(upstream.nanoseconds)
+            // The API's own 429 (its rate limits are per API key and endpoint).
+            if status == 429 { upstreamRateLimited.increment() }
+        }
         if bytesIn > 0 { self.bytesIn.increment(by: bytesIn) }
         if bytesOut > 0 { self.bytesOut.increment(by: bytesOut) }
     }

@@ -40,8 +40,15 @@ final class ProxyContext: Sendable {
         stats.requestFinished(status: record.status)
         metrics.requestFinished(method: method, status: record.status, duration: record.duration, upstream: record.upstreamDuration,
                                 bytesIn: record.bytesIn, bytesOut: record.bytesOut)
-        if let problem = record.problem { metrics.proxyError(problem) }
-        if record.retried { metrics.retryAfter401(succeeded: record.status != 401 && record.problem == nil && !record.clientGone) }
+        if let problem = record.problem {
+            metrics.proxyError(problem)
+            stats.recentProblems.add(problem, status: record.status, method: method, target: record.target, requestID: record.requestID)
+        }
+        if record.retried {
+            let succeeded = record.status != 401 && record.problem == nil && !record.clientGone
+            metrics.retryAfter401(succeeded: succeeded)
+            stats.retryFinished(succeeded: succeeded)
+        }
     }
 }
 
@@ -114,7 +121,12 @@ public final class ProxyServer: @unchecked Sendable {
             pools: pools, tokens: tokens,
             accessLog: AccessLog(logger: logger, includeQuery: config.log.query),
             logger: logger, stats: stats, metrics: metrics)
-        tokens.onFetchOutcome = { metrics.tokenFetch(outcome: $0) }
+        // Weak: the provider holds this closure. Fetches are single flight, so the error read
+        // here is the one this outcome reports.
+        tokens.onFetchOutcome = { [stats, weak tokens] outcome in
+            metrics.tokenFetch(outcome: outcome)
+            stats.tokenFetches.record(outcome: outcome, reason: tokens?.lastError?.message)
+        }
         handler = ProxyHandler(context: context)
         self.context = context
 
