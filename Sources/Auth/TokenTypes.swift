@@ -35,6 +35,8 @@ public struct AccessToken: Sendable, Equatable {
     }
 
     public func isUsable(at now: UInt64) -> Bool { now < expiresAt }
+    /// Usable now, by the clock the token was obtained with.
+    public func isUsable() -> Bool { isUsable(at: clock.nanoseconds) }
     public func wantsRefresh(at now: UInt64) -> Bool { now >= refreshFromAt }
     /// Negative once expired.
     public var secondsUntilExpiry: Double {
