@@ -52,7 +52,9 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
     private var pausedByHandler = false
     private var pausedForPipelining = false
     private var readTimer: LoopTimer!
-    private var writeTimer: LoopTimer!
+    /// Made when a write first has to wait for the client: most connections never need it,
+    /// and an idle keep-alive connection is smaller without it.
+    private var writeTimer: LoopTimer?
     private var readTimerMode = ReadTimerMode.firstRequest
     /// Bytes of the current (incomplete) head seen so far: a silent idle connection is closed
     /// quietly, a half-sent head earns a 408.
@@ -82,7 +84,6 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
         self.onClose = onClose
         self.parser = HTTP1RequestParser(limits: settings.limits)
         readTimer = LoopTimer(loop: loop) { [weak self] in self?.readTimerFired() }
-        writeTimer = LoopTimer(loop: loop) { [weak self] in self?.writeStalled() }
     }
 
     public func start() {
@@ -124,7 +125,7 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
     }
 
     public func streamDidDrain() {
-        writeTimer.disarm()
+        writeTimer?.disarm()
         current?.onWritable?()
     }
 
@@ -132,7 +133,7 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
         guard !closed else { return }
         closed = true
         readTimer.cancel()
-        writeTimer.cancel()
+        writeTimer?.cancel()
         if let exchange = current, !exchange.responseComplete {
             exchange.deliverAbort(.clientGone(error))
         }
@@ -168,7 +169,7 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
         sniffed = []
         closed = true
         readTimer.cancel()
-        writeTimer.cancel()
+        writeTimer?.cancel()
         let connection = HTTP2ServerConnection(stream: stream, handler: handler, settings: settings, onClose: onClose)
         upgraded = connection
         input.withUnsafeBytes { connection.start(after: $0) }
@@ -350,8 +351,10 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
 
     private func writeRaw(_ bytes: UnsafeRawBufferPointer) {
         stream.write(bytes)
-        if stream.pendingWriteBytes > 0 && !writeTimer.isArmed {
-            writeTimer.schedule(after: settings.bodyStallTimeout)
+        if stream.pendingWriteBytes > 0 {
+            let timer = writeTimer ?? LoopTimer(loop: loop) { [weak self] in self?.writeStalled() }
+            writeTimer = timer
+            if !timer.isArmed { timer.schedule(after: settings.bodyStallTimeout) }
         }
     }
 
