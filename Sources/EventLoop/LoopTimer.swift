@@ -31,10 +31,18 @@ public final class LoopTimer: @unchecked Sendable {
 
     /// Fires `handler` once after `delay` (replacing any earlier deadline). Cheap: no system call.
     public func schedule(after delay: Duration) {
-        let nanoseconds = delay.components.seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        let offset = nanoseconds.overflow ? UInt64.max / 2 : UInt64(max(0, nanoseconds.partialValue + delay.components.attoseconds / 1_000_000_000))
-        schedule(afterNanoseconds: offset)
+        // A timer is usually moved by the same timeout again and again; converting a `Duration`
+        // takes 128-bit arithmetic (about 2.5% of the instructions per proxied request), so the
+        // last conversion is kept.
+        if delay != lastDelay {
+            let nanoseconds = delay.components.seconds.multipliedReportingOverflow(by: 1_000_000_000)
+            lastOffset = nanoseconds.overflow ? UInt64.max / 2 : UInt64(max(0, nanoseconds.partialValue + delay.components.attoseconds / 1_000_000_000))
+            lastDelay = delay
+        }
+        schedule(afterNanoseconds: lastOffset)
     }
+    private var lastDelay = Duration.zero
+    private var lastOffset: UInt64 = 0
 
     /// `schedule(after:)` for callers that keep their timeouts as integer nanoseconds
     /// (no `Duration` arithmetic on the request path).
