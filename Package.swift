@@ -12,6 +12,7 @@ import PackageDescription
 //   HTTPServer   HTTP/1.1 and HTTP/2 (h2c) server connections with streaming bodies
 //   Upstream     HTTPS client connections and the keep-alive pool
 //   Auth         OAuth2 client-credentials token provider
+//   RateLimit    token buckets per API key and endpoint, from Floriday's published limits
 //   Config       proxy.yaml + environment + *_FILE secrets, validated
 //   Proxy        the pipeline: accept, rewrite, send, response (401 replay), log
 //   Admin        /healthz, /readyz and /metrics (Prometheus) on their own listener
@@ -50,9 +51,10 @@ let package = Package(
         .target(name: "HTTPServer", dependencies: ["EventLoop", "TLS", "HTTP1", "HTTP2"], swiftSettings: hotPath),
         .target(name: "Upstream", dependencies: ["EventLoop", "TLS", "HTTP1"], swiftSettings: hotPath),
         .target(name: "Auth", dependencies: ["EventLoop", "Upstream", "HTTP1", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "RateLimit", dependencies: ["EventLoop"]),
         .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "Proxy", dependencies: [
-            "EventLoop", "HTTP1", "HTTPServer", "Upstream", "Auth", "Config",
+            "EventLoop", "HTTP1", "HTTPServer", "Upstream", "Auth", "Config", "RateLimit",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
         ], swiftSettings: hotPath),
@@ -61,9 +63,9 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
         ]),
-        .target(name: "Sandbox", dependencies: ["EventLoop", "TLS", "HTTP1", "HTTPServer"]),
+        .target(name: "Sandbox", dependencies: ["EventLoop", "TLS", "HTTP1", "HTTPServer", "RateLimit"]),
         .executableTarget(name: "floriday-proxy", dependencies: [
-            "EventLoop", "TLS", "HTTP1", "Upstream", "Auth", "Config", "Proxy", "Admin", "Sandbox",
+            "EventLoop", "TLS", "HTTP1", "Upstream", "Auth", "Config", "Proxy", "Admin", "Sandbox", "RateLimit",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -74,10 +76,11 @@ let package = Package(
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
         .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "HTTP1"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
+        .testTarget(name: "RateLimitTests", dependencies: ["RateLimit", "EventLoop", "TestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "HTTP1"]),
         .testTarget(name: "ProxyTests", dependencies: [
             "EventLoop", "TLS", "HTTP1", "HTTP2", "HTTPServer", "Upstream", "Auth", "Config", "Proxy", "Admin", "Sandbox",
-            "TestSupport",
+            "RateLimit", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),

@@ -47,7 +47,8 @@ try:
                FLORIDAY_API_KEY="sandbox-api-key", PROXY_LISTEN=f"127.0.0.1:{proxy_port}")
     config = os.path.join(workdir, "proxy.yaml")
     with open(config, "w") as f:
-        f.write(f"api_url: {base}\nissuer_url: {base}/oauth2/ausSandbox\nca_file: {ca}\nlog: {{level: warning}}\n")
+        f.write(f"api_url: {base}\nissuer_url: {base}/oauth2/ausSandbox\nca_file: {ca}\nlog: {{level: warning}}\n"
+                "rate_limit: {enabled: false}\n")  # 3000 requests: far past one bucket
     procs.append(subprocess.Popen([binary, "run", "--config", config], env=env))
     wait_port(proxy_port)
 

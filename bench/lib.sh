@@ -182,6 +182,8 @@ limits:
   max_connections: 16384
   # The default: 64 connections to the API (32 per event loop on 2 cores).
   max_upstream_connections: 64
+# The benchmark measures the proxy, not Floriday's rate limits.
+rate_limit: { enabled: false }
 log:
   level: $level
 EOF

@@ -85,6 +85,8 @@ timeouts:
   request_head: ${head_timeout}s
   idle: 3s
 shutdown_grace: 5s
+# The load is far above Floriday's limits; shaping would only make it wait.
+rate_limit: { enabled: false }
 log:
   level: warning
 EOF

@@ -64,15 +64,23 @@ public struct ClientNetwork: Sendable, Equatable, CustomStringConvertible {
 
 /// A credential internal clients present to use the proxy (`inbound_auth`).
 public enum InboundCredential: Sendable, Equatable, CustomStringConvertible {
-    /// `Authorization: Bearer <token>`.
-    case bearer(Secret)
+    /// `Authorization: Bearer <token>`; `organizations`: the only ones it may use (nil: any).
+    case bearer(Secret, organizations: [String]? = nil)
     /// `Authorization: Basic base64(user:password)`.
-    case basic(user: String, password: Secret)
+    case basic(user: String, password: Secret, organizations: [String]? = nil)
+
+    /// The organisations this credential may use; nil: any.
+    public var organizations: [String]? {
+        switch self {
+        case .bearer(_, let organizations), .basic(_, _, let organizations): return organizations
+        }
+    }
 
     public var description: String {
+        let scope = organizations.map { ", organizations: [" + $0.joined(separator: ", ") + "]" } ?? ""
         switch self {
-        case .bearer: return "{bearer: \"***\"}"
-        case .basic(let user, _): return "{basic: {user: \(user), password: \"***\"}}"
+        case .bearer: return "{bearer: \"***\"\(scope)}"
+        case .basic(let user, _, _): return "{basic: {user: \(user), password: \"***\"}\(scope)}"
         }
     }
 }
@@ -116,7 +124,8 @@ extension YAMLSection {
         var credentials: [InboundCredential] = []
         for (index, item) in sequence.enumerated() {
             let itemKey = "\(qualified(key))[\(index + 1)]"
-            let entry = try YAMLSection(item, path: itemKey, known: ["bearer", "basic"], environment: environment)
+            let entry = try YAMLSection(item, path: itemKey, known: ["bearer", "basic", "organizations"], environment: environment)
+            let organizations = try entry.stringList("organizations", expected: "a list of organisation names such as [grower-a]")
             let bearer = try entry.string("bearer")
             let basicSection = try entry.section("basic", known: ["user", "password"])
             let user = try basicSection.string("user")
@@ -126,13 +135,13 @@ extension YAMLSection {
                 guard token.count >= 16 else {
                     throw ConfigError(key: "\(itemKey).bearer", problem: "is shorter than 16 characters; use a long random token")
                 }
-                credentials.append(.bearer(Secret(token)))
+                credentials.append(.bearer(Secret(token), organizations: organizations))
             case (nil, let user?, let password?):
                 guard !user.contains(":") else { throw ConfigError(key: "\(itemKey).basic.user", problem: "must not contain \":\"") }
                 guard password.count >= 12 else {
                     throw ConfigError(key: "\(itemKey).basic.password", problem: "is shorter than 12 characters")
                 }
-                credentials.append(.basic(user: user, password: Secret(password)))
+                credentials.append(.basic(user: user, password: Secret(password), organizations: organizations))
             case (nil, _, _) where entry.node("basic") != nil:
                 throw ConfigError(key: "\(itemKey).basic", problem: "needs both user and password (a variable may be unset)")
             default:

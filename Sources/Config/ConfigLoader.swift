@@ -22,7 +22,7 @@ public enum ConfigLoader {
         "listen", "environment", "api_url", "issuer_url", "token_url", "client_id", "client_secret",
         "api_key", "scopes", "token_auth_method", "token_refresh_margin", "retry_body_limit", "ca_file",
         "allow_mixed_environments", "timeouts", "limits", "shutdown_grace", "log", "admin_listen",
-        "allow_clients", "inbound_auth", "allow",
+        "allow_clients", "inbound_auth", "allow", "organizations", "rate_limit",
     ]
     public static let timeoutKeys = ["connect", "request", "idle", "request_head", "body_stall"]
     public static let limitKeys = [
@@ -60,7 +60,7 @@ public enum ConfigLoader {
 
         let file = try YAMLSection(
             root, path: "", known: topLevelKeys,
-            nested: ["timeouts": timeoutKeys, "limits": limitKeys, "log": logKeys],
+            nested: ["timeouts": timeoutKeys, "limits": limitKeys, "log": logKeys, "rate_limit": RateLimitSettings.keys],
             environment: environment)
         let timeoutsSection = try file.section("timeouts", known: timeoutKeys)
         let limitsSection = try file.section("limits", known: limitKeys)
@@ -92,12 +92,16 @@ public enum ConfigLoader {
 
         let clientID = try credential("client_id", in: file, variable: "FLORIDAY_CLIENT_ID", readFile: readFile)
         let clientSecret = try credential("client_secret", in: file, variable: "FLORIDAY_CLIENT_SECRET", readFile: readFile)
-        let apiKey = try credential("api_key", in: file, variable: "FLORIDAY_API_KEY", readFile: readFile)
+        let organizations = try file.organizations("organizations", readFile: readFile)
+        // With organisations configured, a key for requests that name none is optional.
+        let apiKey = try credential("api_key", in: file, variable: "FLORIDAY_API_KEY", readFile: readFile, required: organizations.isEmpty)
 
         var config = ProxyConfig(
             environment: floridayEnvironment, clientID: clientID,
             clientSecret: Secret(clientSecret), apiKey: Secret(apiKey))
         config.listen = listen
+        config.organizations = organizations
+        config.rateLimit = try file.rateLimit("rate_limit")
         if let apiURL { config.apiURL = apiURL }
         if let issuerURL { config.issuerURL = issuerURL }
         config.tokenURL = tokenURL
@@ -158,7 +162,7 @@ public enum ConfigLoader {
 
     /// The value of a credential: the file's, else `variable`, else the file `variable_FILE` names.
     private static func credential(
-        _ key: String, in file: YAMLSection, variable: String, readFile: (String) throws -> String
+        _ key: String, in file: YAMLSection, variable: String, readFile: (String) throws -> String, required: Bool = true
     ) throws(ConfigError) -> String {
         let environment = file.environment
         let fileVariable = variable + "_FILE"
@@ -168,6 +172,7 @@ public enum ConfigLoader {
         if let value = try file.string(key) { return value }
         if let value = environment[variable] { return value }
         guard let path = environment[fileVariable] else {
+            if !required { return "" }
             throw ConfigError.missingCredential(key: key, variable: variable)
         }
         let contents: String

@@ -12,8 +12,13 @@ public struct ProxyConfig: Sendable, Equatable {
     public var tokenURL: EndpointURL?
     public var clientID: String
     public var clientSecret: Secret
-    /// Sent as the `X-Api-Key` header.
+    /// Sent as the `X-Api-Key` header for requests that name no organisation; empty: none
+    /// (allowed only when `organizations` are configured).
     public var apiKey: Secret
+    /// The organisations requests may name, each with its own API key; one token serves all.
+    public var organizations: [Organization] = []
+    /// Shaping to Floriday's rate limits.
+    public var rateLimit = RateLimitSettings()
     public var scopes: [String]
     public var tokenAuthMethod: TokenAuthMethod
     /// How long before expiry a token is renewed.

@@ -14,7 +14,13 @@ extension ProxyConfig {
         add("token_url", tokenURL.map { yamlString($0.description) } ?? "null")
         add("client_id", yamlString(clientID))
         add("client_secret", yamlString(clientSecret.description))
-        add("api_key", yamlString(apiKey.description))
+        add("api_key", apiKey.value.isEmpty ? "null" : yamlString(apiKey.description))
+        if organizations.isEmpty {
+            add("organizations", "{}")
+        } else {
+            lines.append("organizations:")
+            lines += organizations.map { "  \($0.name): {api_key: \"***\"}" }
+        }
         if scopes.isEmpty {
             add("scopes", "[]")
         } else {
@@ -43,6 +49,7 @@ extension ProxyConfig {
         add("allow_clients", "[" + allowClients.map { yamlString($0.description) }.joined(separator: ", ") + "]")
         add("inbound_auth", "[" + inboundAuth.map(\.description).joined(separator: ", ") + "]")
         add("allow", "[" + allow.map(\.description).joined(separator: ", ") + "]")
+        lines += rateLimit.renderedLines
         lines.append("log:")
         add("level", yamlString(log.level), indent: 2)
         add("format", log.format.rawValue, indent: 2)

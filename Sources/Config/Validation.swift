@@ -24,10 +24,28 @@ extension ProxyConfig {
         for (key, value, variable) in [
             ("client_id", clientID, "FLORIDAY_CLIENT_ID"),
             ("client_secret", clientSecret.value, "FLORIDAY_CLIENT_SECRET"),
-            ("api_key", apiKey.value, "FLORIDAY_API_KEY"),
+            ("api_key", organizations.isEmpty ? apiKey.value : "-", "FLORIDAY_API_KEY"),
         ] where value.isEmpty {
             throw ConfigError.missingCredential(key: key, variable: variable)
         }
+        var names = Set<String>()
+        for organization in organizations {
+            if !Organization.isValidName(Array(organization.name.utf8)) {
+                throw ConfigError(key: "organizations.\(organization.name)", problem: "is not a valid organisation name")
+            }
+            if !names.insert(organization.name).inserted {
+                throw ConfigError(key: "organizations.\(organization.name)", problem: "is configured twice")
+            }
+            if organization.apiKey.value.isEmpty {
+                throw ConfigError(key: "organizations.\(organization.name).api_key", problem: "is empty (a variable may be unset)")
+            }
+        }
+        for (index, credential) in inboundAuth.enumerated() {
+            for name in credential.organizations ?? [] where !names.contains(name) {
+                throw ConfigError(key: "inbound_auth[\(index + 1)].organizations", problem: "\"\(name)\" is not one of the configured organizations")
+            }
+        }
+        try rateLimit.validate()
 
         if scopes.isEmpty {
             throw ConfigError(key: "scopes", problem: "must not be empty")

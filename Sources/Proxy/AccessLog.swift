@@ -14,6 +14,12 @@ public struct AccessRecord: Sendable {
     public var requestID: String
     public var problem: Problem.Kind?
     public var clientGone: Bool
+    /// The organisation the request acted for (never its key); nil when refused before one was chosen.
+    public var organization: String? = nil
+    /// The rate-limit endpoint it was counted against.
+    public var endpoint: String? = nil
+    /// How long it waited for its turn; nil when it did not wait.
+    public var rateLimitWait: Duration? = nil
 }
 
 /// One log line per request. The query string is left out unless asked for: it may carry
@@ -49,6 +55,8 @@ public struct AccessLog: Sendable {
             metadata["error_origin"] = "\(problem.origin)"   // client, idm or upstream
         }
         if record.clientGone { metadata["client_gone"] = "true" }
+        if let organization = record.organization { metadata["organization"] = "\(organization)" }
+        if let wait = record.rateLimitWait { metadata["wait_ms"] = "\(Self.milliseconds(wait))" }
         logger.info("access", metadata: metadata)
     }
 

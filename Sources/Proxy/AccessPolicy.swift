@@ -11,6 +11,10 @@ struct AccessPolicy: Sendable {
     /// Expected bearer tokens and `user:password` pairs, as bytes for constant-time comparison.
     private let bearers: [[UInt8]]
     private let basics: [[UInt8]]
+    /// The organisations each credential may use (nil: any), indexed like `bearers` + `basics`.
+    private let scopes: [[String]?]
+    /// Whether any credential is bound to organisations.
+    let restrictsOrganizations: Bool
     private let rules: [AccessRule]
     let challenge: String?
 
@@ -19,14 +23,22 @@ struct AccessPolicy: Sendable {
         rules = config.allow
         var bearers: [[UInt8]] = []
         var basics: [[UInt8]] = []
+        var bearerScopes: [[String]?] = []
+        var basicScopes: [[String]?] = []
         for credential in config.inboundAuth {
             switch credential {
-            case .bearer(let token): bearers.append(Array(token.value.utf8))
-            case .basic(let user, let password): basics.append(Array("\(user):\(password.value)".utf8))
+            case .bearer(let token, let organizations):
+                bearers.append(Array(token.value.utf8))
+                bearerScopes.append(organizations)
+            case .basic(let user, let password, let organizations):
+                basics.append(Array("\(user):\(password.value)".utf8))
+                basicScopes.append(organizations)
             }
         }
         self.bearers = bearers
         self.basics = basics
+        scopes = bearerScopes + basicScopes
+        restrictsOrganizations = scopes.contains { $0 != nil }
         var schemes: [String] = []
         if !bearers.isEmpty { schemes.append("Bearer realm=\"floriday-proxy\"") }
         if !basics.isEmpty { schemes.append("Basic realm=\"floriday-proxy\", charset=\"UTF-8\"") }
@@ -36,6 +48,11 @@ struct AccessPolicy: Sendable {
     var isOpen: Bool { networks.isEmpty && bearers.isEmpty && basics.isEmpty }
 
     func check(_ request: HTTPRequestHead, path: [UInt8], client: SocketAddress?) -> Problem? {
+        checkClient(request, client: client) ?? checkRules(request, path: path)
+    }
+
+    /// Client networks and inbound credentials.
+    func checkClient(_ request: HTTPRequestHead, client: SocketAddress?) -> Problem? {
         if !networks.isEmpty {
             guard let client, networks.contains(where: { $0.contains(client.addressBytes) }) else {
                 return Problem(.accessDenied, detail: "This client address may not use the proxy.", reason: "client-address")
@@ -48,6 +65,17 @@ struct AccessPolicy: Sendable {
                 return problem
             }
         }
+        return nil
+    }
+
+    /// Whether the request's credential may act for `organization` (checked after `checkClient`).
+    func permits(_ request: HTTPRequestHead, organization: String) -> Bool {
+        guard restrictsOrganizations, let index = credentialIndex(request.headers.first("authorization")) else { return true }
+        return scopes[index].map { $0.contains(organization) } ?? true
+    }
+
+    /// The method and path rules (`allow`).
+    func checkRules(_ request: HTTPRequestHead, path: [UInt8]) -> Problem? {
         if !rules.isEmpty {
             guard let decoded = Self.normalizedPath(path) else {
                 return Problem(.accessDenied, detail: "Paths with dot-segments or encoded slashes are refused while allow rules apply.", reason: "path-not-canonical")
@@ -66,25 +94,30 @@ struct AccessPolicy: Sendable {
     // MARK: Credentials
 
     private func authenticated(_ header: [UInt8]?) -> Bool {
-        guard let header, let space = header.firstIndex(of: UInt8(ascii: " ")) else { return false }
+        credentialIndex(header) != nil
+    }
+
+    /// The matching credential's index in `bearers` + `basics`.
+    private func credentialIndex(_ header: [UInt8]?) -> Int? {
+        guard let header, let space = header.firstIndex(of: UInt8(ascii: " ")) else { return nil }
         let scheme = String(decoding: header[..<space], as: UTF8.self).lowercased()
         let value = Array(header[(space + 1)...].drop(while: { $0 == UInt8(ascii: " ") }))
         switch scheme {
         case "bearer":
-            return Self.anyEqual(value, bearers)
+            return Self.firstEqual(value, bearers)
         case "basic":
-            guard let decoded = Data(base64Encoded: Data(value)) else { return false }
-            return Self.anyEqual(Array(decoded), basics)
+            guard let decoded = Data(base64Encoded: Data(value)) else { return nil }
+            return Self.firstEqual(Array(decoded), basics).map { $0 + bearers.count }
         default:
-            return false
+            return nil
         }
     }
 
     /// Compares against every candidate without stopping early, each in constant time for
     /// its length, so timing tells nothing about how much of a secret was guessed.
-    private static func anyEqual(_ value: [UInt8], _ candidates: [[UInt8]]) -> Bool {
-        var found = false
-        for candidate in candidates where constantTimeEqual(value, candidate) { found = true }
+    private static func firstEqual(_ value: [UInt8], _ candidates: [[UInt8]]) -> Int? {
+        var found: Int?
+        for (index, candidate) in candidates.enumerated() where constantTimeEqual(value, candidate) && found == nil { found = index }
         return found
     }
 

@@ -25,7 +25,7 @@ public enum HeaderRewrite {
     /// A client field on its way upstream: hop-by-hop fields go; so do the fields the proxy
     /// sets itself. The client's own credentials never reach Floriday (ours replace them);
     /// `Expect` is answered by the proxy (RFC 9110 §10.1.1); `Host`, `X-Forwarded-Proto` and
-    /// `X-Request-Id` are replaced; `X-Forwarded-For` is extended.
+    /// `X-Request-Id` are replaced; `X-Forwarded-For` is extended; `X-Floriday-Organization` is the proxy's.
     static func requestDisposition(_ name: [UInt8]) -> Disposition {
         switch name.count {
         case 4: return name.hasName("host") ? .drop : .keep
@@ -35,6 +35,8 @@ public enum HeaderRewrite {
         case 13: return name.hasName("authorization") ? .drop : .keep
         case 15: return name.hasName("x-forwarded-for") ? .forwardedFor : .keep
         case 17: return name.hasName("x-forwarded-proto") || name.hasName("transfer-encoding") ? .drop : .keep
+        // The proxy's own routing field: it chose the API key and goes no further.
+        case 23: return name.hasName("x-floriday-organization") ? .drop : .keep
         default: return isHopByHop(name) ? .drop : .keep
         }
     }

@@ -23,6 +23,11 @@ public struct Problem: Error, Sendable, Equatable {
         case upstreamInvalidResponse = "upstream-invalid-response"
         case upstreamClosed = "upstream-connection-closed"
         case upstreamTimeout = "upstream-timeout"
+        case organizationRequired = "organization-required"
+        case unknownOrganization = "unknown-organization"
+        case organizationConflict = "organization-conflict"
+        case organizationDenied = "organization-denied"
+        case rateLimited = "rate-limited"
 
         public var status: Int {
             switch self {
@@ -40,6 +45,10 @@ public struct Problem: Error, Sendable, Equatable {
             case .tokenUnavailable: return 503
             case .upstreamUnreachable, .upstreamTLS, .upstreamInvalidResponse, .upstreamClosed: return 502
             case .upstreamTimeout: return 504
+            case .organizationRequired, .organizationConflict: return 400
+            case .unknownOrganization: return 404
+            case .organizationDenied: return 403
+            case .rateLimited: return 429
             }
         }
 
@@ -62,6 +71,11 @@ public struct Problem: Error, Sendable, Equatable {
             case .upstreamInvalidResponse: return "Invalid response from the Floriday API"
             case .upstreamClosed: return "Floriday API closed the connection"
             case .upstreamTimeout: return "Floriday API timed out"
+            case .organizationRequired: return "Organisation required"
+            case .unknownOrganization: return "Unknown organisation"
+            case .organizationConflict: return "Conflicting organisations"
+            case .organizationDenied: return "Organisation not allowed"
+            case .rateLimited: return "Rate limit: wait too long"
             }
         }
 
@@ -69,7 +83,9 @@ public struct Problem: Error, Sendable, Equatable {
         public var origin: String {
             switch self {
             case .badRequest, .requestTimeout, .payloadTooLarge, .uriTooLong, .headerTooLarge, .methodNotAllowed,
-                 .notFound, .unauthorized, .accessDenied, .notImplemented, .versionNotSupported: return "client"
+                 .notFound, .unauthorized, .accessDenied, .notImplemented, .versionNotSupported,
+                 .organizationRequired, .unknownOrganization, .organizationConflict, .organizationDenied: return "client"
+            case .rateLimited: return "rate-limit"
             case .tokenUnavailable: return "idm"
             case .upstreamUnreachable, .upstreamTLS, .upstreamInvalidResponse, .upstreamClosed, .upstreamTimeout: return "upstream"
             }

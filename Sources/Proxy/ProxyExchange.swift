@@ -2,12 +2,14 @@ import Auth
 import EventLoop
 import HTTP1
 import HTTPServer
+import RateLimit
 import Upstream
 
 /// One client request on its way through the proxy, as named phases (after Pingora's
 /// `ProxyHttp`):
 ///
-/// 1. `requestFilter`: refuse what the proxy never forwards;
+/// 1. `requestFilter`: refuse what the proxy never forwards (in `ProxyHandler`), then
+///    `awaitTurn`: the organisation's token bucket for this endpoint (`RateLimiter`);
 /// 2. `obtainToken`: a cached token, or wait for the single fetch in flight;
 /// 3. `sendUpstream`: pooled connection, rewritten head (`HeaderRewrite`), streamed body,
 ///    the first `retryBodyLimit` bytes kept for a replay;
@@ -26,6 +28,11 @@ final class ProxyExchange: UpstreamResponseHandler {
     /// Formatted once: it goes into X-Forwarded-For (again on a replay) and the access log.
     private lazy var clientIP: String? = client.remoteAddress?.ipString
     private let target: [UInt8]
+    private let organization: OrganizationRoute
+    private let endpoint: Endpoint?
+    private var waiter: RateLimiter.Waiter?
+    private var waitStart: ContinuousClock.Instant?
+    private var rateLimitWait: Duration?
 
     // Request body: while `replayable`, `body` holds every byte received so far (for a 401
     // replay); after that it only queues bytes not yet written upstream.
@@ -46,19 +53,22 @@ final class ProxyExchange: UpstreamResponseHandler {
     private var problemKind: Problem.Kind?
 
     private enum State {
-        case starting, waitingForToken, connecting, sending, discarding401, relaying, done
+        case starting, waitingForTurn, waitingForToken, connecting, sending, discarding401, relaying, done
     }
 
     /// Above this many unsent bytes the producer is paused (client body or upstream response).
     private static let highWater = 256 * 1024
 
-    init(client: ServerExchange, context: ProxyContext, requestID: String, target: [UInt8]) {
+    init(client: ServerExchange, context: ProxyContext, settings: ProxySettings, requestID: String, target: [UInt8],
+         organization: OrganizationRoute) {
         self.client = client
         self.context = context
         self.pool = context.pools.pool(for: client.loop)
-        self.settings = context.settings
+        self.settings = settings
         self.requestID = requestID
         self.target = target
+        self.organization = organization
+        endpoint = settings.limiter?.endpoint(method: client.request.method, path: target)
         context.stats.exchangeCreated()
     }
 
@@ -77,7 +87,50 @@ final class ProxyExchange: UpstreamResponseHandler {
             replayable = false
         }
         context.stats.requestStarted()
-        obtainToken()
+        awaitTurn()
+    }
+
+    // MARK: 1b. rate limit
+
+    /// Waits, without any upstream connection, until the organisation's bucket for this
+    /// endpoint has a token; refuses at once when that would take longer than `max_wait`.
+    private func awaitTurn() {
+        guard let limiter = settings.limiter, let endpoint else { return obtainToken() }
+        state = .waitingForTurn
+        let admission = limiter.admit(apiKey: organization.apiKey, endpoint: endpoint, loop: client.loop) { [self] in
+            guard state == .waitingForTurn else { return }
+            waiter = nil
+            stopWaiting()
+            context.metrics.rateLimit(organization: organization.name, endpoint: endpoint.name, outcome: .waited)
+            obtainToken()
+        }
+        switch admission {
+        case .now:
+            context.metrics.rateLimit(organization: organization.name, endpoint: endpoint.name, outcome: .admitted)
+            obtainToken()
+        case .waiting(let waiter, _):
+            self.waiter = waiter
+            waitStart = .now
+            context.organizations.counts(for: organization.name).waiting.add(1, ordering: .relaxed)
+            context.metrics.waiting(organization: organization.name, endpoint: endpoint.name, delta: 1)
+        case .refused(let retryAfter, let queueFull):
+            context.metrics.rateLimit(organization: organization.name, endpoint: endpoint.name, outcome: .refused)
+            let why = queueFull
+                ? "too many requests are already waiting for this endpoint (rate_limit.max_waiting)"
+                : "its turn would come later than rate_limit.max_wait allows"
+            failToProxy(Problem(.rateLimited, detail: "Floriday allows \(endpoint.limit) for this API key and endpoint; this request was not sent because \(why).",
+                                reason: queueFull ? "queue-full" : "max-wait", retryAfter: retryAfter))
+        }
+    }
+
+    /// The wait is over (its turn came, or the client left).
+    private func stopWaiting() {
+        guard let start = waitStart, let endpoint else { return }
+        waitStart = nil
+        rateLimitWait = .now - start
+        context.organizations.counts(for: organization.name).waiting.subtract(1, ordering: .relaxed)
+        context.metrics.waiting(organization: organization.name, endpoint: endpoint.name, delta: -1)
+        context.metrics.rateLimitWait(organization: organization.name, rateLimitWait!)
     }
 
     // MARK: 2. token
@@ -125,7 +178,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         let forwardChunked = client.bodyFraming == .chunked
         let head = HeaderRewrite.upstreamRequest(
             from: client.request, target: target,
-            injected: .init(host: context.upstreamHostField, authorization: token.authorizationField, apiKey: settings.apiKeyField),
+            injected: .init(host: context.upstreamHostField, authorization: token.authorizationField, apiKey: organization.apiKeyField),
             clientIP: clientIP, requestID: requestID, forwardedChunked: forwardChunked)
         bodyBytesWritten = 0
         upstream.sendRequest(head, handler: self)
@@ -199,6 +252,12 @@ final class ProxyExchange: UpstreamResponseHandler {
             context.stats.retryAfter401()
             state = .discarding401
             return
+        }
+        if head.status == 429, let limiter = settings.limiter, let endpoint {
+            // Floriday's bucket for this key and endpoint is empty: ours is emptied too, so the
+            // requests behind this one wait instead of collecting 429s. The response itself
+            // goes back unchanged.
+            limiter.upstreamRefused(apiKey: organization.apiKey, endpoint: endpoint, retryAfter: Self.retryAfter(head.headers))
         }
         state = .relaying
         client.writeHead(HeaderRewrite.clientResponse(from: head, requestID: requestID))
@@ -290,8 +349,21 @@ final class ProxyExchange: UpstreamResponseHandler {
         }
     }
 
+    /// `Retry-After` in seconds (RFC 9110 §10.2.3); an HTTP-date is not honoured (nil).
+    static func retryAfter(_ headers: HTTPHeaders) -> Duration? {
+        guard let value = headers.first("retry-after"), !value.isEmpty, value.count <= 9,
+              value.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else { return nil }
+        return .seconds(Int(String(decoding: value, as: UTF8.self))!)
+    }
+
     private func clientAborted(_ error: ServerExchangeError) {
         guard state != .done else { return }
+        if let waiter, let limiter = settings.limiter {
+            // A client that hangs up while waiting leaves the queue.
+            self.waiter = nil
+            limiter.cancel(waiter)
+            stopWaiting()
+        }
         if case .malformedBody(let parseError) = error {
             problemKind = Problem.from(parseStatus: parseError.status, code: parseError.code, detail: parseError.message).kind
         }
@@ -313,6 +385,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             method: client.request.method, target: target, status: client.responseStatus != 0 ? client.responseStatus : (problemKind?.status ?? 0),
             bytesIn: client.bytesIn, bytesOut: client.bytesOut, duration: .now - client.startTime,
             upstreamDuration: upstreamDuration, retried: retriedAfter401, client: clientIP ?? "-",
-            requestID: requestID, problem: problemKind, clientGone: clientGone), method: client.request.method)
+            requestID: requestID, problem: problemKind, clientGone: clientGone,
+            organization: organization.name, endpoint: endpoint?.name, rateLimitWait: rateLimitWait), method: client.request.method)
     }
 }

@@ -9,7 +9,10 @@ public final class ProxyMetrics: @unchecked Sendable {
     /// Per status class, indexed like `statusClasses`.
     private let requestDurations: [CoreMetrics.Timer]
     private let upstreamDuration: CoreMetrics.Timer
-    private let upstreamRateLimited: Counter
+    private let upstreamRateLimited = Locked<[String: Counter]>([:])
+    private let rateLimitCounters = Locked<[String: Counter]>([:])
+    private let waitingGauges = Locked<[String: (count: Int, gauge: Gauge)]>([:])
+    private let waitTimers = Locked<[String: CoreMetrics.Timer]>([:])
     private let bytesIn: Counter
     private let bytesOut: Counter
     /// Per (method, status class), indexed `method * 7 + class`: made up front, so counting a
@@ -27,8 +30,6 @@ public final class ProxyMetrics: @unchecked Sendable {
             Timer(label: "floriday_proxy_request_duration_seconds", dimensions: [("status_class", $0)], factory: factory)
         }
         upstreamDuration = Timer(label: "floriday_proxy_upstream_duration_seconds", dimensions: [], factory: factory)
-        // Made up front, so it is exported (as 0) before the first 429: alert rules see a series.
-        upstreamRateLimited = Counter(label: "floriday_proxy_upstream_rate_limited_total", dimensions: [], factory: factory)
         bytesIn = Counter(label: "floriday_proxy_received_bytes_total", dimensions: [], factory: factory)
         bytesOut = Counter(label: "floriday_proxy_sent_bytes_total", dimensions: [], factory: factory)
         var counters: [Counter] = []
@@ -53,11 +54,58 @@ public final class ProxyMetrics: @unchecked Sendable {
         requestDurations[classIndex].recordNanoseconds(duration.nanoseconds)
         if let upstream {
             upstreamDuration.recordNanoseconds(upstream.nanoseconds)
-            // The API's own 429 (its rate limits are per API key and endpoint).
-            if status == 429 { upstreamRateLimited.increment() }
         }
         if bytesIn > 0 { self.bytesIn.increment(by: bytesIn) }
         if bytesOut > 0 { self.bytesOut.increment(by: bytesOut) }
+    }
+
+    /// Makes the per-organisation series up front, so they are exported (as 0) before the
+    /// first 429: alert rules see a series.
+    func prepare(organizations: [String]) {
+        for organization in organizations {
+            _ = counter(in: upstreamRateLimited, key: organization, label: "floriday_proxy_upstream_rate_limited_total", dimension: "organization")
+        }
+    }
+
+    /// The API's own 429 (its rate limits are per API key and endpoint).
+    func upstreamRateLimited(organization: String) {
+        counter(in: upstreamRateLimited, key: organization, label: "floriday_proxy_upstream_rate_limited_total", dimension: "organization").increment()
+    }
+
+    enum RateLimitOutcome: String { case admitted, waited, refused }
+
+    /// A request went at once (`admitted`), after waiting (`waited`), or was refused by the proxy.
+    func rateLimit(organization: String, endpoint: String, outcome: RateLimitOutcome) {
+        let key = "\(organization)\u{0}\(endpoint)\u{0}\(outcome.rawValue)"
+        rateLimitCounters.withLock { counters in
+            if let counter = counters[key] { return counter }
+            let counter = Counter(label: "floriday_proxy_rate_limit_requests_total",
+                                  dimensions: [("organization", organization), ("endpoint", endpoint), ("outcome", outcome.rawValue)], factory: factory)
+            counters[key] = counter
+            return counter
+        }.increment()
+    }
+
+    /// Requests waiting for their turn now, per organisation and endpoint.
+    func waiting(organization: String, endpoint: String, delta: Int) {
+        waitingGauges.withLock { gauges in
+            let key = "\(organization)\u{0}\(endpoint)"
+            var entry = gauges[key] ?? (0, Gauge(label: "floriday_proxy_rate_limit_waiting",
+                                                  dimensions: [("organization", organization), ("endpoint", endpoint)], factory: factory))
+            entry.count += delta
+            entry.gauge.record(entry.count)
+            gauges[key] = entry
+        }
+    }
+
+    /// How long a request waited for its turn.
+    func rateLimitWait(organization: String, _ duration: Duration) {
+        waitTimers.withLock { timers in
+            if let timer = timers[organization] { return timer }
+            let timer = Timer(label: "floriday_proxy_rate_limit_wait_seconds", dimensions: [("organization", organization)], factory: factory)
+            timers[organization] = timer
+            return timer
+        }.recordNanoseconds(duration.nanoseconds)
     }
 
     func proxyError(_ kind: Problem.Kind) {

@@ -4,6 +4,7 @@ import EventLoop
 import HTTP1
 import HTTPServer
 import Logging
+import RateLimit
 import Synchronization
 import TLS
 import Upstream
@@ -20,10 +21,12 @@ final class ProxyContext: Sendable {
     let logger: Logger
     let stats: ProxyStats
     let metrics: ProxyMetrics
+    let organizations: OrganizationActivity
     /// `Host` of every upstream request: the API's authority.
     let upstreamHostField: HTTPField
 
-    init(settings: ProxySettings, pools: UpstreamPoolGroup, tokens: TokenProvider, accessLog: AccessLog, logger: Logger, stats: ProxyStats, metrics: ProxyMetrics) {
+    init(settings: ProxySettings, pools: UpstreamPoolGroup, tokens: TokenProvider, accessLog: AccessLog, logger: Logger, stats: ProxyStats,
+         metrics: ProxyMetrics, organizations: OrganizationActivity) {
         self.settingsBox = Locked(settings)
         self.pools = pools
         self.tokens = tokens
@@ -31,12 +34,17 @@ final class ProxyContext: Sendable {
         self.logger = logger
         self.stats = stats
         self.metrics = metrics
+        self.organizations = organizations
         upstreamHostField = HTTPField("Host", pools.endpoint.authority)
     }
 
     /// The single place a finished request is accounted for: access log, stats, metrics.
     func record(_ record: AccessRecord, method: String) {
         accessLog.record(record)
+        if record.status == 429, let organization = record.organization {
+            organizations.counts(for: organization).tooManyRequests.add(1, ordering: .relaxed)
+            if record.upstreamDuration != nil { metrics.upstreamRateLimited(organization: organization) }
+        }
         stats.requestFinished(status: record.status)
         metrics.requestFinished(method: method, status: record.status, duration: record.duration, upstream: record.upstreamDuration,
                                 bytesIn: record.bytesIn, bytesOut: record.bytesOut)
@@ -54,15 +62,22 @@ final class ProxyContext: Sendable {
 
 /// The few settings the pipeline reads per request.
 struct ProxySettings: Sendable {
-    /// `X-Api-Key: <key>`, built once.
-    let apiKeyField: HTTPField
+    /// The API key per organisation.
+    let organizations: OrganizationTable
     var retryBodyLimit: Int
     var access: AccessPolicy
+    /// nil when `rate_limit.enabled` is false.
+    let limiter: RateLimiter?
 
-    init(_ config: ProxyConfig) {
-        apiKeyField = HTTPField("X-Api-Key", config.apiKey.value)
+    init(_ config: ProxyConfig, limiter: RateLimiter?) {
+        organizations = OrganizationTable(config)
         retryBodyLimit = config.retryBodyLimit
         access = AccessPolicy(config)
+        self.limiter = limiter
+    }
+
+    static func limiter(_ config: ProxyConfig, clock: any MonotonicClock) -> RateLimiter? {
+        config.rateLimit.enabled ? RateLimiter(policy: RateLimitPolicy(config.rateLimit), clock: clock) : nil
     }
 }
 
@@ -75,6 +90,8 @@ public final class ProxyServer: @unchecked Sendable {
     public let tokens: TokenProvider
     public let pools: UpstreamPoolGroup
     public let stats = ProxyStats()
+    /// Requests waiting and 429s per organisation (for the status page).
+    public let organizationActivity = OrganizationActivity()
     public let logger: Logger
     private let server: HTTPServer
     private let handler: ProxyHandler
@@ -84,6 +101,16 @@ public final class ProxyServer: @unchecked Sendable {
     public var activeClientConnections: Int { server.activeConnections }
     /// True when neither client networks nor inbound credentials restrict who may use the proxy.
     public var isOpenToAnyClient: Bool { context.settings.access.isOpen }
+
+    /// One line per organisation (the default key first): requests waiting now and 429s since start.
+    public func organizationStatus() -> [(name: String, waiting: Int, tooManyRequests: Int)] {
+        organizationActivity.snapshot(context.settings.organizations.all.map(\.name))
+    }
+
+    /// The organisations configured now, with their API keys (for `verify`).
+    public static func organizationKeys(_ config: ProxyConfig) -> [(name: String, apiKey: String)] {
+        OrganizationTable(config).all.map { ($0.name, $0.apiKey) }
+    }
 
     /// Builds everything and binds the listening socket; `start()` begins accepting.
     /// Throws `ProxyStartError` with a one-line reason.
@@ -117,10 +144,11 @@ public final class ProxyServer: @unchecked Sendable {
                                clock: group.loops[0].clock)
 
         let context = ProxyContext(
-            settings: ProxySettings(config),
+            settings: ProxySettings(config, limiter: ProxySettings.limiter(config, clock: group.loops[0].clock)),
             pools: pools, tokens: tokens,
             accessLog: AccessLog(logger: logger, includeQuery: config.log.query),
-            logger: logger, stats: stats, metrics: metrics)
+            logger: logger, stats: stats, metrics: metrics, organizations: organizationActivity)
+        metrics.prepare(organizations: OrganizationTable(config).all.map(\.name))
         // Weak: the provider holds this closure. Fetches are single flight, so the error read
         // here is the one this outcome reports.
         tokens.onFetchOutcome = { [stats, weak tokens] outcome in
@@ -177,7 +205,10 @@ public final class ProxyServer: @unchecked Sendable {
         applied.limits = old.limits
         applied.log = old.log
         applied.shutdownGrace = old.shutdownGrace
-        context.update(ProxySettings(applied))
+        // The buckets (and the requests waiting in them) carry over unless shaping itself changed.
+        let limiter = new.rateLimit == old.rateLimit ? context.settings.limiter : ProxySettings.limiter(applied, clock: group.loops[0].clock)
+        context.update(ProxySettings(applied, limiter: limiter))
+        context.metrics.prepare(organizations: OrganizationTable(applied).all.map(\.name))
         let dropped = tokens.update(tokenSettings)
         configBox.withLock { $0 = applied }
         logger.notice("config.reloaded", metadata: ["token_dropped": "\(dropped)", "restart_needed_for": "\(needRestart.joined(separator: ","))"])
@@ -252,7 +283,9 @@ final class ProxyHandler: HTTPServerHandler {
 
     func handle(_ exchange: ServerExchange) {
         let requestID = Self.requestID(from: exchange.request.headers)
-        if let problem = requestFilter(exchange.request, client: exchange.remoteAddress) {
+        let settings = context.settings
+        switch requestFilter(exchange.request, client: exchange.remoteAddress, settings: settings) {
+        case .failure(let problem):
             context.stats.requestStarted()
             exchange.respond(status: problem.status, headers: problemHeaders(problem, requestID: requestID, request: exchange.request),
                              body: problem.body(requestID: requestID))
@@ -261,14 +294,29 @@ final class ProxyHandler: HTTPServerHandler {
                 bytesOut: exchange.bytesOut, duration: .now - exchange.startTime, upstreamDuration: nil, retried: false,
                 client: exchange.remoteAddress?.ipString ?? "-", requestID: requestID, problem: problem.kind, clientGone: false),
                 method: exchange.request.method)
-            return
+        case .success(let (organization, target)):
+            ProxyExchange(client: exchange, context: context, settings: settings, requestID: requestID, target: target,
+                          organization: organization).start()
         }
-        let target = HeaderRewrite.originForm(of: exchange.request.target)!
-        ProxyExchange(client: exchange, context: context, requestID: requestID, target: target).start()
     }
 
-    /// Refuses what the proxy never forwards.
-    private func requestFilter(_ request: HTTPRequestHead, client: SocketAddress?) -> Problem? {
+    /// Refuses what the proxy never forwards; picks the organisation (and its key) and the
+    /// target to forward. Client checks come before organisation errors, so a client without
+    /// access learns nothing about the organisations configured.
+    private func requestFilter(_ request: HTTPRequestHead, client: SocketAddress?, settings: ProxySettings) -> Result<(OrganizationRoute, [UInt8]), Problem> {
+        if let problem = methodAndTargetFilter(request) { return .failure(problem) }
+        if let problem = settings.access.checkClient(request, client: client) { return .failure(problem) }
+        let resolved = settings.organizations.resolve(target: HeaderRewrite.originForm(of: request.target)!, headers: request.headers)
+        guard case .success(let (organization, target)) = resolved else { return resolved }
+        if !settings.access.permits(request, organization: organization.name) {
+            return .failure(Problem(.organizationDenied, detail: "This inbound credential may not act for organisation \"\(organization.name)\"."))
+        }
+        let path = target.firstIndex(of: UInt8(ascii: "?")).map { Array(target[..<$0]) } ?? target
+        if let problem = settings.access.checkRules(request, path: path) { return .failure(problem) }
+        return resolved
+    }
+
+    private func methodAndTargetFilter(_ request: HTTPRequestHead) -> Problem? {
         switch request.method {
         case "CONNECT", "TRACE":
             // CONNECT would open a tunnel past the header rewrite; TRACE would echo our credentials.
@@ -282,8 +330,7 @@ final class ProxyHandler: HTTPServerHandler {
         if target == [UInt8(ascii: "*")] && request.method != "OPTIONS" {
             return Problem(.badRequest, detail: "The asterisk target is only valid with OPTIONS.", reason: "invalid-target")
         }
-        let path = target.firstIndex(of: UInt8(ascii: "?")).map { Array(target[..<$0]) } ?? target
-        return context.settings.access.check(request, path: path, client: client)
+        return nil
     }
 
     private func problemHeaders(_ problem: Problem, requestID: String, request: HTTPRequestHead) -> HTTPHeaders {

@@ -38,8 +38,9 @@ public final class SandboxServer: @unchecked Sendable {
     /// - Parameters:
     ///   - address: where to listen (port 0: any free port).
     ///   - tls: serve HTTPS with a fresh CA and a certificate for `localhost`, 127.0.0.1 and ::1.
+    ///   - rateLimit: Floriday's rate limits, enforced before anything else (`SandboxRateLimit`); nil: none.
     public init(state: SandboxState = SandboxState(), address: SocketAddress, tls: Bool, group: EventLoopGroup? = nil,
-                certificateHosts: [String] = ["localhost"]) throws {
+                certificateHosts: [String] = ["localhost"], rateLimit: SandboxRateLimit? = nil) throws {
         self.state = state
         self.group = group ?? EventLoopGroup(loopCount: 1)
         var tlsContext: TLSContext?
@@ -52,6 +53,7 @@ public final class SandboxServer: @unchecked Sendable {
             certificateAuthorityPEM = nil
         }
         handler = SandboxHTTPHandler(state: state)
+        handler.rateLimit = rateLimit
         var settings = HTTPServerSettings()
         settings.limits.maxBodyBytes = nil
         server = try HTTPServer(address: address, group: self.group, settings: settings, tls: tlsContext, handler: handler)
@@ -68,6 +70,7 @@ public final class SandboxServer: @unchecked Sendable {
 final class SandboxHTTPHandler: HTTPServerHandler, @unchecked Sendable {
     let state: SandboxState
     var baseURL = ""
+    var rateLimit: SandboxRateLimit?
     static let bufferedBodyLimit = 1 << 20
 
     init(state: SandboxState) {
@@ -86,6 +89,7 @@ final class SandboxHTTPHandler: HTTPServerHandler, @unchecked Sendable {
         let headers = request.headers.fields.map { (name: $0.nameString, value: $0.valueString) }
         let head = SandboxRequest(method: request.method, target: target, headers: headers)
         let isAPI = head.path.hasPrefix("/suppliers-api-") || head.path.hasPrefix("/customers-api-")
+        if isAPI, let refusal = rateLimit?.check(head) { return send(refusal, on: exchange) }
 
         if isAPI, let route = streamingRoute(head.path) {
             if let refusal = state.checkAPIRequest(head, needScope: nil) {

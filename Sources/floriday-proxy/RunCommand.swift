@@ -32,6 +32,10 @@ extension FloridayProxy {
             } catch {
                 fail("\(error)")
             }
+            // The status page's line per organisation: requests waiting for their turn, 429s.
+            admin?.organizations = { [proxy] in
+                proxy.organizationStatus().map { OrganizationStatus(name: $0.name, waiting: $0.waiting, tooManyRequests: $0.tooManyRequests) }
+            }
             proxy.start()
             admin?.start()
             var metadata: Logger.Metadata = [

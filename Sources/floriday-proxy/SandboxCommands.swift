@@ -15,6 +15,8 @@ extension FloridayProxy {
         @Option(help: "Where to write the sandbox's CA certificate (PEM), for the proxy's ca_file.") var caOut: String?
         @Option(help: "Seconds a token lives.") var tokenLifetime = 3600
         @Option(help: "Extra DNS name for the certificate (e.g. the Compose service name).") var hostname: [String] = []
+        @Option(name: .customLong("rate-limit"), help: "Enforce Floriday's published rate limits per API key and endpoint, rates multiplied by FACTOR (1: as published); 429 past them.")
+        var rateLimit: Double?
 
         func run() throws {
             ignoreSIGPIPE()
@@ -22,8 +24,13 @@ extension FloridayProxy {
                 FileHandle.standardError.write(Data("sandbox: --listen: expected host:port, got \(listen)\n".utf8))
                 Foundation.exit(2)
             }
+            if let rateLimit, !(rateLimit > 0 && rateLimit.isFinite) {
+                FileHandle.standardError.write(Data("sandbox: --rate-limit: expected a factor greater than 0, got \(rateLimit)\n".utf8))
+                Foundation.exit(2)
+            }
             let state = SandboxState(tokenLifetime: tokenLifetime)
-            let sandbox = try SandboxServer(state: state, address: address, tls: !plain, certificateHosts: ["localhost"] + hostname)
+            let sandbox = try SandboxServer(state: state, address: address, tls: !plain, certificateHosts: ["localhost"] + hostname,
+                                            rateLimit: rateLimit.map { SandboxRateLimit(scale: $0) })
             if let caOut, let pem = sandbox.certificateAuthorityPEM {
                 try pem.write(toFile: caOut, atomically: true, encoding: .utf8)
             }
@@ -32,6 +39,7 @@ extension FloridayProxy {
             print("  api_url:    \(sandbox.baseURL)")
             print("  client_id: \(SandboxClient.default.clientID)  client_secret: \(SandboxClient.default.clientSecret)  api_key: sandbox-api-key")
             if let caOut { print("  ca_file:    \(caOut)") }
+            if let rateLimit { print("  rate limits: Floriday's published ones, rates ×\(rateLimit)") }
             runUntilSignalled { done in sandbox.stop(); done() }
         }
     }

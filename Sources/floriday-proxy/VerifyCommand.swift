@@ -4,13 +4,15 @@ import Config
 import EventLoop
 import Foundation
 import Logging
+import Proxy
 import Upstream
 
 extension FloridayProxy {
     /// The check Floriday's own guide describes: get a token, then call an identity endpoint
-    /// with it and the API key, and say in plain words what went wrong.
+    /// with it and each API key (the top-level one and every organisation's), and say in plain
+    /// words what went wrong.
     struct Verify: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Check the credentials against Floriday: fetch a token, then call the API with it. Exit 0 only on a 200.")
+        static let configuration = CommandConfiguration(abstract: "Check the credentials against Floriday: fetch a token, then call the API with it and every configured API key. Exit 0 only when every key gets a 200.")
         @OptionGroup var options: ConfigOption
         @Option(help: "Which API to call: suppliers (GET /suppliers-api-VERSION/auth/key) or customers (GET /customers-api-VERSION/identities).")
         var api = "suppliers"
@@ -38,29 +40,42 @@ extension FloridayProxy {
                 print("✔ token: obtained for client \(config.clientID), valid \(Int(token.lifetime.seconds)) s, scopes: \(scope)")
             }
 
-            // 2. The API with token and key.
+            // 2. The API with the token and each key: one line per key, named by the
+            // organisation Floriday reports for it.
             let path = api == "suppliers" ? "/suppliers-api-\(version)/auth/key" : "/customers-api-\(version)/identities"
             guard let url = AbsoluteURL(config.apiURL.description)?.appendingPath(path) else { fail("config: api_url: not a usable URL") }
-            let result = OneShot.fetch(
-                url: url, method: "GET",
-                headers: [("Accept", "application/json"), ("Authorization", "Bearer \(token.value)"), ("X-Api-Key", config.apiKey.value), ("Host", url.authority)],
-                tls: url.isTLS ? tls : nil, timeout: config.timeouts.request)
-            switch result {
-            case .failure(let error):
-                print("✘ GET \(path): \(error)")
-                print("  → \(Self.explain(error))")
-                throw ExitCode(1)
-            case .success(let response):
-                let status = response.head.status
-                if status == 200 {
-                    print("✔ GET \(path): 200 OK")
-                    print("  \(String(decoding: response.body.prefix(600), as: UTF8.self))")
-                    return
+            var failures = 0
+            for (name, apiKey) in ProxyServer.organizationKeys(config) {
+                let label = name == "(default)" ? "api_key" : "organizations.\(name)"
+                let result = OneShot.fetch(
+                    url: url, method: "GET",
+                    headers: [("Accept", "application/json"), ("Authorization", "Bearer \(token.value)"), ("X-Api-Key", apiKey), ("Host", url.authority)],
+                    tls: url.isTLS ? tls : nil, timeout: config.timeouts.request)
+                switch result {
+                case .failure(let error):
+                    print("✘ \(label): GET \(path): \(error)")
+                    print("  → \(Self.explain(error))")
+                    failures += 1
+                case .success(let response) where response.head.status == 200:
+                    print("✔ \(label): GET \(path): 200 OK, organisation: \(Self.organizationName(response.body) ?? "(not named in the answer)")")
+                case .success(let response):
+                    print("✘ \(label): GET \(path): HTTP \(response.head.status)")
+                    print("  → \(Self.explain(status: response.head.status, response: response, config: config))")
+                    failures += 1
                 }
-                print("✘ GET \(path): HTTP \(status)")
-                print("  → \(Self.explain(status: status, response: response, config: config))")
-                throw ExitCode(1)
             }
+            if failures > 0 { throw ExitCode(1) }
+        }
+
+        /// The organisation's name in an `/auth/key` answer (`organizationName`) or an
+        /// `/identities` one (`organization.name` or `customerOrganization.name`).
+        static func organizationName(_ body: [UInt8]) -> String? {
+            guard let json = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else { return nil }
+            if let name = json["organizationName"] as? String { return name }
+            for key in ["organization", "customerOrganization"] {
+                if let name = (json[key] as? [String: Any])?["name"] as? String { return name }
+            }
+            return nil
         }
 
         static func explain(_ error: TokenError, config: ProxyConfig) -> String {
@@ -110,7 +125,7 @@ extension FloridayProxy {
                 if challenge.contains("insufficient_scope") {
                     return "The token lacks the scope this endpoint needs (organization:read for identities). Add it to `scopes` and to your application in Floriday."
                 }
-                return "Forbidden: the API key (api_key / FLORIDAY_API_KEY) is wrong, withdrawn, or belongs to the other environment."
+                return "Forbidden: this API key is wrong, withdrawn, or belongs to the other environment."
             case 404:
                 return "Not found: check the API version (--version) and api_url."
             case 423:

@@ -38,6 +38,7 @@ struct ExampleFileTests {
     @Test func documentsEveryKey() throws {
         let text = try ConfigLoader.readTextFile(path)
         let keys = ConfigLoader.topLevelKeys + ConfigLoader.timeoutKeys + ConfigLoader.limitKeys + ConfigLoader.logKeys
+            + RateLimitSettings.keys
         for key in keys {
             #expect(text.contains("\(key):"), "\(key) is not in proxy.yaml")
         }

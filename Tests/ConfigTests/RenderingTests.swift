@@ -15,6 +15,7 @@ struct RenderingTests {
             client_id: client-1234
             client_secret: "***"
             api_key: "***"
+            organizations: {}
             scopes:
               - role:app
               - catalog:read
@@ -48,6 +49,14 @@ struct RenderingTests {
             allow_clients: []
             inbound_auth: []
             allow: []
+            rate_limit:
+              enabled: true
+              scope: endpoint
+              rate: 3.4
+              burst: 1000
+              max_wait: 30s
+              max_waiting: 1000
+              endpoints: []
             log:
               level: info
               format: text

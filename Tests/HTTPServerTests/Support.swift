@@ -119,6 +119,7 @@ final class ProxyOnSandbox: @unchecked Sendable {
         config.apiURL = try EndpointURL(sandbox.baseURL, key: "api_url")
         config.issuerURL = try EndpointURL(sandbox.issuerURL, key: "issuer_url")
         config.caFile = caFile
+        config.rateLimit.enabled = false
         configure(&config)
         let group = clock.map { EventLoopGroup(loopCount: 2, clock: $0) } ?? EventLoopGroup(loopCount: 2)
         proxy = try ProxyServer(config: config, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }, group: group)

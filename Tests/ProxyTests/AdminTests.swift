@@ -72,7 +72,7 @@ import Testing
             #"floriday_proxy_errors_total{type="method-not-allowed"} 1"#,
             #"floriday_proxy_request_duration_seconds_count{status_class="2xx"} 2"#,
             #"floriday_proxy_request_duration_seconds_count{status_class="4xx"} 1"#,
-            "floriday_proxy_upstream_rate_limited_total 0",
+            "floriday_proxy_upstream_rate_limited_total{organization=\"(default)\"} 0",
             "floriday_proxy_upstream_duration_seconds_count 2",
             "floriday_proxy_client_connections 1",
             "floriday_proxy_upstream_handshakes_total 1",

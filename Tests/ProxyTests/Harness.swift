@@ -19,11 +19,12 @@ final class Harness: @unchecked Sendable {
 
     /// `clock`: the proxy's loops (their timers and the token provider) run on it; a test moves
     /// it, together with the sandbox's clock, to let time pass without waiting.
+    /// `sandboxRateLimit`: the sandbox enforces these limits, as Floriday does.
     init(tokenLifetime: Int = 3600, clock: ManualClock? = nil, metrics: ProxyMetrics = ProxyMetrics(),
-         configure: (inout ProxyConfig) -> Void = { _ in }) throws {
+         sandboxRateLimit: SandboxRateLimit? = nil, configure: (inout ProxyConfig) -> Void = { _ in }) throws {
         ignoreSIGPIPE()
         let state = SandboxState(tokenLifetime: tokenLifetime)
-        sandbox = try SandboxServer(state: state, address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true)
+        sandbox = try SandboxServer(state: state, address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true, rateLimit: sandboxRateLimit)
         caFile = NSTemporaryDirectory() + "floriday-proxy-test-ca-\(UUID().uuidString).pem"
         try sandbox.certificateAuthorityPEM!.write(toFile: caFile, atomically: true, encoding: .utf8)
         var config = Harness.config(for: sandbox, caFile: caFile)
@@ -43,6 +44,8 @@ final class Harness: @unchecked Sendable {
         config.issuerURL = try! EndpointURL(sandbox.issuerURL, key: "issuer_url")
         config.caFile = caFile
         config.timeouts.request = .seconds(5)
+        // Shaping would hold back the many requests some tests send; its own tests turn it on.
+        config.rateLimit.enabled = false
         return config
     }
 

@@ -268,7 +268,7 @@ extension ProcessTests {
         let ok = try Self.run(["verify", "--config", config], environment: Self.sandboxCredentials)
         #expect(ok.status == 0)
         #expect(ok.stdout.contains("✔ token"))
-        #expect(ok.stdout.contains("✔ GET /suppliers-api-2024v2/auth/key: 200"))
+        #expect(ok.stdout.contains("✔ api_key: GET /suppliers-api-2024v2/auth/key: 200 OK, organisation: Sandbox Nursery B.V."))
         let customers = try Self.run(["verify", "--config", config, "--api", "customers", "--version", "2026v1"], environment: Self.sandboxCredentials)
         #expect(customers.status == 0)
         #expect(customers.stdout.contains("/customers-api-2026v1/identities: 200"))
