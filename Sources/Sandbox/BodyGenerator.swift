@@ -23,10 +23,12 @@ struct BodyGenerator {
         self.description = description
         var identifiers: [String: String] = [:]
         for operation in description.operations where operation.method == "GET" {
+            // Identifiers are uuids here (list items get generated ones); a get by another
+            // key, such as `/organizations/{companyGln}`, does not make that key the identifier.
             guard case .parameter(let name)? = operation.segments.last, let schema = operation.successSchema,
                 let definition = schema.ref ?? schema.allOf.first?.ref,
                 let resolved = description.definitions[definition],
-                resolved.properties.contains(where: { $0.0 == name })
+                resolved.properties.contains(where: { $0.0 == name && $0.1.format == "uuid" })
             else { continue }
             identifiers[definition] = identifiers[definition] ?? name
         }
@@ -127,7 +129,7 @@ struct BodyGenerator {
             var members: [(String, JSONValue)] = []
             for (property, child) in schema.properties {
                 let required = schema.required.contains(property)
-                if let fixed = overrides[property], let typed = typed(fixed, child) {
+                if let fixed = overrides[property], let typed = typed(fixed, child), fits(typed, child) {
                     members.append((property, typed))
                 } else if required || depth < Self.optionalDepth {
                     members.append((property, value(child, &rng, depth: depth + 1, name: property, overrides: [:])))
@@ -156,6 +158,14 @@ struct BodyGenerator {
             // `{}`: any value; an empty object is one.
             return .object([])
         }
+    }
+
+    /// Whether a value copied from the request satisfies the property's schema (a path
+    /// parameter may be looser than the property it names).
+    private func fits(_ value: JSONValue, _ schema: Schema) -> Bool {
+        var errors = ValidationErrors()
+        SchemaValidator(description: description).validate(value, schema, field: "", into: &errors)
+        return errors.isEmpty
     }
 
     /// A path parameter's text as a value of the property's type; nil when it does not fit.
@@ -187,17 +197,20 @@ struct BodyGenerator {
         }
         let minLength = schema.minLength ?? 0
         let maxLength = max(schema.maxLength ?? 40, minLength)
-        var text: String
-        if let pattern = schema.pattern, pattern.contains("0-9"), !pattern.contains("a-z") {
-            // Floriday's patterns: `^[0-9]+$` (references) and alphanumeric ids.
-            text = String(1 + rng.below(999_999))
-        } else if schema.pattern != nil {
-            text = "ref" + String(rng.below(100_000))
-        } else {
-            text = (name.isEmpty ? "value" : name) + " " + String(1 + rng.below(999))
+        if let pattern = schema.pattern {
+            // Floriday's patterns: `^[0-9]+$` (references) and `^[a-z0-9]*$` (image-bank ids).
+            let length = max(1, min(maxLength, 6, max(minLength, 4)))
+            let digits = String((0..<length).map { _ in Character(String(rng.below(10))) })
+            return pattern.contains("a-z") ? String(("r" + digits).prefix(maxLength)) : digits
         }
-        if text.count > maxLength { text = String(text.suffix(maxLength)).trimmingSpaces }
-        while text.count < max(minLength, schema.pattern == nil ? 0 : 1) { text += schema.pattern == nil ? "x" : "0" }
+        var text = (name.isEmpty ? "value" : name) + " " + String(1 + rng.below(999))
+        if text.count > maxLength {
+            // Short fields are codes (`countryCode`, `currency`): capitals from the name.
+            let letters = (name.isEmpty ? "value" : name).filter(\.isLetter)
+            text = String(letters.prefix(maxLength))
+            if maxLength <= 3 { text = text.uppercased() }
+        }
+        while text.count < minLength { text += "x" }
         return text
     }
 
@@ -217,14 +230,5 @@ struct BodyGenerator {
         let cents = Double(rng.below(Int(span * 100) + 1)) / 100
         let value = min(low + cents, high)
         return value == value.rounded() ? .int(Int(value)) : .number(String(format: "%.2f", value))
-    }
-}
-
-private extension String {
-    var trimmingSpaces: String {
-        var text = self
-        while text.hasPrefix(" ") { text.removeFirst() }
-        while text.hasSuffix(" ") { text.removeLast() }
-        return text.isEmpty ? "x" : text
     }
 }

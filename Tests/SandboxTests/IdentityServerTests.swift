@@ -15,7 +15,7 @@ import Testing
         #expect(doc["grant_types_supported"] as? [String] == ["client_credentials"])
         #expect(doc["token_endpoint_auth_methods_supported"] as? [String] == ["client_secret_basic", "client_secret_post"])
         #expect(doc["scopes_supported"] as? [String] == SandboxClient.floridayScopes)
-        #expect(SandboxClient.floridayScopes.count == 10)
+        #expect(SandboxClient.floridayScopes.count == 23)
 
         // The OpenID name and the RFC 8414 §3.1 location serve the same document.
         #expect(sandbox.get("/oauth2/ausSandbox/.well-known/openid-configuration").status == 200)
