@@ -216,8 +216,12 @@ struct SchemaValidator {
         }
         if i == s.count { return true }
         if s[i] == UInt8(ascii: "Z") || s[i] == UInt8(ascii: "z") { return i + 1 == s.count }
-        guard s[i] == UInt8(ascii: "+") || s[i] == UInt8(ascii: "-"), s.count == i + 6, s[i + 3] == UInt8(ascii: ":"),
-            let h = number(s[(i + 1)..<(i + 3)]), let m = number(s[(i + 4)..<(i + 6)])
+        // `±HH:MM`, or `±HHMM` as Python's `%z` writes it (.NET's parser takes both).
+        guard s[i] == UInt8(ascii: "+") || s[i] == UInt8(ascii: "-") else { return false }
+        let offset = Array(s[(i + 1)...].filter { $0 != UInt8(ascii: ":") })
+        let colons = s.count - (i + 1) - offset.count
+        guard offset.count == 4, colons == 0 || (colons == 1 && s.count == i + 6 && s[i + 3] == UInt8(ascii: ":")),
+            let h = number(offset[0..<2]), let m = number(offset[2..<4])
         else { return false }
         return h < 24 && m < 60
     }

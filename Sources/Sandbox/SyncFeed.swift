@@ -1,5 +1,5 @@
 /// The fixed change feed behind a `…/sync/{sequenceNumber}` endpoint and its
-/// `…/current-max-sequence` (or `…/max-sequence-number`) sibling.
+/// `…/current-max-sequence` (or `…/max-sequence-number`, `…/max-sequence`) sibling.
 ///
 /// Floriday's sync contract: `sync/{n}` answers the records whose sequence number is above `n`,
 /// at most `limitResult` of them, with `maximumSequenceNumber`; a client is up to date when the
@@ -27,6 +27,8 @@ struct SyncFeed: Equatable {
             key.removeLast("/current-max-sequence".count)
         } else if key.hasSuffix("/max-sequence-number") {
             key.removeLast("/max-sequence-number".count)
+        } else if key.hasSuffix("/max-sequence") {
+            key.removeLast("/max-sequence".count)
         } else {
             return nil
         }

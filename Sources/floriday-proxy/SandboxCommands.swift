@@ -54,6 +54,8 @@ extension FloridayProxy {
             config.apiURL = try EndpointURL(sandbox.baseURL, key: "api_url")
             config.issuerURL = try EndpointURL(sandbox.issuerURL, key: "issuer_url")
             config.caFile = caPath
+            // Every scope the sandbox's operations name, so each of them can be tried.
+            config.scopes = SandboxClient.floridayScopes
             let logger = makeLogger(config.log)
             let proxy: ProxyServer
             do {
