@@ -125,11 +125,11 @@ import Testing
 
     @Test func invalidScope() throws {
         let response = makeSandbox().tokenRequest(
-            "grant_type=client_credentials&scope=role:app%20contract:write&client_id=sandbox-client&client_secret=sandbox-secret")
+            "grant_type=client_credentials&scope=role:app%20admin:write&client_id=sandbox-client&client_secret=sandbox-secret")
         #expect(response.status == 400)
         let body = try jsonObject(response)
         #expect(body["error"] as? String == "invalid_scope")
-        #expect((body["error_description"] as? String)?.contains("contract:write") == true)
+        #expect((body["error_description"] as? String)?.contains("admin:write") == true)
     }
 
     @Test func unsupportedGrantType() throws {
