@@ -15,8 +15,13 @@ extension FloridayProxy {
         @Option(help: "Where to write the sandbox's CA certificate (PEM), for the proxy's ca_file.") var caOut: String?
         @Option(help: "Seconds a token lives.") var tokenLifetime = 3600
         @Option(help: "Extra DNS name for the certificate (e.g. the Compose service name).") var hostname: [String] = []
+        @Flag(help: "Print the operations the sandbox serves, with scope and rate limit, and exit.") var list = false
 
         func run() throws {
+            if list {
+                printOperations()
+                return
+            }
             ignoreSIGPIPE()
             guard let address = parseListen(listen) else {
                 FileHandle.standardError.write(Data("sandbox: --listen: expected host:port, got \(listen)\n".utf8))
@@ -34,6 +39,19 @@ extension FloridayProxy {
             if let caOut { print("  ca_file:    \(caOut)") }
             runUntilSignalled { done in sandbox.stop(); done() }
         }
+    }
+
+    /// One line per operation: method, path, scopes, rate limit (as the description states it).
+    static func operationLines() -> [String] {
+        var lines: [String] = []
+        for description in APICatalog.bundled.descriptions {
+            for operation in description.operations {
+                let scopes = operation.scopes.isEmpty ? "-" : operation.scopes.joined(separator: ",")
+                let rate = operation.rateLimit?.description ?? "-"
+                lines.append("\(operation.method)\t/\(description.family)-\(description.version)\(operation.pathTemplate)\t\(scopes)\t\(rate)")
+            }
+        }
+        return lines
     }
 
     struct Demo: ParsableCommand {
@@ -74,6 +92,7 @@ extension FloridayProxy {
               curl -s http://\(proxy.localAddress)/suppliers-api-2024v2/auth/key
               curl -s http://\(proxy.localAddress)/customers-api-2024v2/identities
               curl -s 'http://\(proxy.localAddress)/suppliers-api-2024v2/trade-items?limit=2'
+              curl -s 'http://\(proxy.localAddress)/suppliers-api-2026v1/trade-items/sync/0?limitResult=2'
 
             Ctrl-C stops both.
             """)
@@ -85,5 +104,12 @@ extension FloridayProxy {
                 }
             }
         }
+    }
+}
+
+extension FloridayProxy.SandboxCommand {
+    func printOperations() {
+        print("method\tpath\tscopes\trate limit")
+        for line in FloridayProxy.operationLines() { print(line) }
     }
 }
