@@ -11,13 +11,13 @@ SYSTEM_PACKAGES := libssl-dev libnghttp2-dev pkg-config
 # docker-compose: validates the Compose file statically (no engine needed) during the tests;
 # nghttp2-client: a second, independent HTTP/2 client in the tests;
 # chromium: the status page in a real (headless) browser; prometheus: promtool checks the alert rules
-TEST_PACKAGES := $(SYSTEM_PACKAGES) docker-compose nghttp2-client chromium prometheus
+# python3-venv, default-jre-headless: the generated-client check (Python clients, openapi-generator)
+TEST_PACKAGES := $(SYSTEM_PACKAGES) docker-compose nghttp2-client chromium prometheus python3-venv default-jre-headless
 # stress-ng: loads the cores while `make test-stress` runs the suite
 STRESS_PACKAGES := $(TEST_PACKAGES) stress-ng
 BENCH_PACKAGES := nginx-light wrk curl openssl nghttp2-client linux-perf
 
-.PHONY: rate-limit-check
-.PHONY: all build release test test-stress stress-deps sanitize asan tsan demo deps test-deps bench-deps bench latency fuzz soak churn clean
+.PHONY: all build release test client-check rate-limit-check test-stress stress-deps sanitize asan tsan demo deps test-deps bench-deps bench latency fuzz soak churn clean
 
 all: build
 
@@ -54,6 +54,11 @@ test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
 	FLORIDAY_PROXY_BIN=$$($(SWIFT) build --show-bin-path)/floriday-proxy bash docker/validate.sh
+	FLORIDAY_PROXY_BIN=$$($(SWIFT) build --show-bin-path)/floriday-proxy bash scripts/generated-client-check.sh
+
+# Clients generated from the Floriday descriptions call every GET operation through the demo.
+client-check: build test-deps
+	bash scripts/generated-client-check.sh
 
 # A burst of 2,000 requests for one key and endpoint through the proxy, against the sandbox
 # enforcing the same limit (Floriday's 3.4/s burst 1000, 20 times faster): no 429 may reach

@@ -63,7 +63,10 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
         ]),
-        .target(name: "Sandbox", dependencies: ["EventLoop", "TLS", "HTTP1", "HTTPServer", "RateLimit"]),
+        // Floriday's Swagger descriptions, byte for byte as published: the sandbox serves every
+        // operation in them.
+        .target(name: "Sandbox", dependencies: ["EventLoop", "TLS", "HTTP1", "HTTPServer", "RateLimit"],
+                resources: [.copy("Resources/floriday-api")]),
         .executableTarget(name: "floriday-proxy", dependencies: [
             "EventLoop", "TLS", "HTTP1", "Upstream", "Auth", "Config", "Proxy", "Admin", "Sandbox", "RateLimit",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

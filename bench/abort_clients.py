@@ -11,7 +11,7 @@ import sys
 import time
 
 host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-path = sys.argv[4] if len(sys.argv) > 4 else "/suppliers-api-2024v2/trade-items"
+path = sys.argv[4] if len(sys.argv) > 4 else "/suppliers-api-2024v2/_sandbox/echo/trade-items"
 request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
 ROUND = 100
 

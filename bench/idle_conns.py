@@ -13,7 +13,7 @@ import sys
 import time
 
 host, port, count, hold = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-path = sys.argv[5] if len(sys.argv) > 5 else "/suppliers-api-2024v2/trade-items"
+path = sys.argv[5] if len(sys.argv) > 5 else "/suppliers-api-2024v2/_sandbox/echo/trade-items"
 request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
 BATCH = 250
 

@@ -25,7 +25,7 @@ BENCH="$(pwd)/bench"
 OUT="$BENCH/out/profile"
 REQUESTS=${REQUESTS:-5000}
 PERF_SECONDS=${PERF_SECONDS:-8}
-API_PATH=/suppliers-api-2024v2/trade-items
+API_PATH=/suppliers-api-2024v2/_sandbox/echo/trade-items
 API_KEY=sandbox-api-key
 LOG_PREFIX=profile
 

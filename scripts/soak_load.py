@@ -32,8 +32,8 @@ import time
 API_PATHS = [
     "/suppliers-api-2024v2/auth/key",
     "/customers-api-2024v2/identities",
-    "/suppliers-api-2024v2/trade-items?limit=2",
-    "/suppliers-api-2024v2/x/y?z=1",
+    "/suppliers-api-2024v2/_sandbox/echo/trade-items?limit=2",
+    "/suppliers-api-2024v2/_sandbox/echo/x/y?z=1",
 ]
 
 
@@ -127,10 +127,10 @@ def post_client(host, port, deadline, stats):
                 conn = http.client.HTTPConnection(host, port, timeout=30)
             if chunked:
                 pieces = [body[i:i + 16384] for i in range(0, len(body), 16384)]
-                conn.request("POST", "/suppliers-api-2024v2/trade-items", body=iter(pieces),
+                conn.request("POST", "/suppliers-api-2024v2/_sandbox/echo/trade-items", body=iter(pieces),
                              headers={"Content-Type": "application/octet-stream"}, encode_chunked=True)
             else:
-                conn.request("POST", "/suppliers-api-2024v2/trade-items", body=body,
+                conn.request("POST", "/suppliers-api-2024v2/_sandbox/echo/trade-items", body=body,
                              headers={"Content-Type": "application/octet-stream"})
             response = conn.getresponse()
             data = response.read()
@@ -184,7 +184,7 @@ def aborted_client(host, port, deadline, stats):
 
 
 def slowloris_client(host, port, deadline, head_timeout, stats):
-    head = b"GET /suppliers-api-2024v2/slow HTTP/1.1\r\nHost: soak\r\nX-Slow: " + b"z" * 200 + b"\r\n\r\n"
+    head = b"GET /suppliers-api-2024v2/_sandbox/echo/slow HTTP/1.1\r\nHost: soak\r\nX-Slow: " + b"z" * 200 + b"\r\n\r\n"
     while time.time() + head_timeout + 2 < deadline:
         started = time.time()
         try:

@@ -3,14 +3,15 @@ import Foundation
 /// `application/x-www-form-urlencoded` and the base64 forms the sandbox reads and writes.
 enum FormEncoding {
     /// Decodes one form component: `+` is a space, `%XX` a byte, the result UTF-8.
-    /// Returns nil for a malformed escape or bytes that are not UTF-8.
-    static func decodeComponent<S: StringProtocol>(_ s: S) -> String? {
+    /// Returns nil for a malformed escape or bytes that are not UTF-8. A path segment
+    /// (RFC 3986 §3.3) keeps `+` as it is: pass `plusIsSpace: false`.
+    static func decodeComponent<S: StringProtocol>(_ s: S, plusIsSpace: Bool = true) -> String? {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(s.utf8.count)
         var it = s.utf8.makeIterator()
         while let b = it.next() {
             switch b {
-            case UInt8(ascii: "+"):
+            case UInt8(ascii: "+") where plusIsSpace:
                 bytes.append(UInt8(ascii: " "))
             case UInt8(ascii: "%"):
                 guard let hi = it.next().flatMap(hexValue), let lo = it.next().flatMap(hexValue) else { return nil }

@@ -13,11 +13,14 @@ public struct SandboxClient: Sendable, Equatable {
 }
 
 extension SandboxClient {
-    /// The scopes a Floriday client-credentials application is typically granted.
+    /// The scopes a Floriday client-credentials application can be granted: `role:app` and
+    /// every scope an operation of the 2026v1 descriptions names.
     public static let floridayScopes = [
         "role:app", "catalog:read", "sales-order:write", "organization:read", "supply:read",
         "supply:write", "sales-order:read", "delivery-conditions:read", "fulfillment:write",
-        "fulfillment:read",
+        "fulfillment:read", "catalog:write", "contract:read", "contract:write", "network:read",
+        "network:write", "supply-request:write", "clock-supply:read", "clock-supply:write",
+        "sticker:read", "sticker:write", "purchase-order:read", "purchase-order:write", "webhooks:write",
     ]
 
     public static let `default` = SandboxClient(

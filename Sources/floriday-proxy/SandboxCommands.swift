@@ -17,8 +17,13 @@ extension FloridayProxy {
         @Option(help: "Extra DNS name for the certificate (e.g. the Compose service name).") var hostname: [String] = []
         @Option(name: .customLong("rate-limit"), help: "Enforce Floriday's published rate limits per API key and endpoint, rates multiplied by FACTOR (1: as published); 429 past them.")
         var rateLimit: Double?
+        @Flag(help: "Print the operations the sandbox serves, with scope and rate limit, and exit.") var list = false
 
         func run() throws {
+            if list {
+                printOperations()
+                return
+            }
             ignoreSIGPIPE()
             guard let address = parseListen(listen) else {
                 FileHandle.standardError.write(Data("sandbox: --listen: expected host:port, got \(listen)\n".utf8))
@@ -44,6 +49,19 @@ extension FloridayProxy {
         }
     }
 
+    /// One line per operation: method, path, scopes, rate limit (as the description states it).
+    static func operationLines() -> [String] {
+        var lines: [String] = []
+        for description in APICatalog.bundled.descriptions {
+            for operation in description.operations {
+                let scopes = operation.scopes.isEmpty ? "-" : operation.scopes.joined(separator: ",")
+                let rate = operation.rateLimit?.description ?? "-"
+                lines.append("\(operation.method)\t/\(description.family)-\(description.version)\(operation.pathTemplate)\t\(scopes)\t\(rate)")
+            }
+        }
+        return lines
+    }
+
     struct Demo: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Start the sandbox and the proxy pointed at it, and print a curl line to try.")
         @Option(help: "host:port for the proxy.") var listen = "127.0.0.1:8080"
@@ -62,6 +80,8 @@ extension FloridayProxy {
             config.apiURL = try EndpointURL(sandbox.baseURL, key: "api_url")
             config.issuerURL = try EndpointURL(sandbox.issuerURL, key: "issuer_url")
             config.caFile = caPath
+            // Every scope the sandbox's operations name, so each of them can be tried.
+            config.scopes = SandboxClient.floridayScopes
             let logger = makeLogger(config.log)
             let proxy: ProxyServer
             do {
@@ -80,6 +100,7 @@ extension FloridayProxy {
               curl -s http://\(proxy.localAddress)/suppliers-api-2024v2/auth/key
               curl -s http://\(proxy.localAddress)/customers-api-2024v2/identities
               curl -s 'http://\(proxy.localAddress)/suppliers-api-2024v2/trade-items?limit=2'
+              curl -s 'http://\(proxy.localAddress)/suppliers-api-2026v1/trade-items/sync/0?limitResult=2'
 
             Ctrl-C stops both.
             """)
@@ -91,5 +112,12 @@ extension FloridayProxy {
                 }
             }
         }
+    }
+}
+
+extension FloridayProxy.SandboxCommand {
+    func printOperations() {
+        print("method\tpath\tscopes\trate limit")
+        for line in FloridayProxy.operationLines() { print(line) }
     }
 }

@@ -107,15 +107,15 @@ final class CountingHandler: HTTPServerHandler, @unchecked Sendable {
         let h = try ProxyOnSandbox { $0.limits.maxConnections = 2 }
         var a: Client? = try Client(port: h.port)
         let b = try Client(port: h.port)
-        #expect(try a!.get("/suppliers-api-2026v1/a").status == 200)
-        #expect(try b.get("/suppliers-api-2026v1/b").status == 200)
+        #expect(try a!.get("/suppliers-api-2026v1/_sandbox/echo/a").status == 200)
+        #expect(try b.get("/suppliers-api-2026v1/_sandbox/echo/b").status == 200)
         #expect(eventually { h.proxy.activeClientConnections == 2 })
         // A third client: connected by the kernel, its request sent, but not served...
         let c = try Client(port: h.port)
-        try c.send("GET /suppliers-api-2026v1/c HTTP/1.1\r\nHost: test\r\n\r\n")
+        try c.send("GET /suppliers-api-2026v1/_sandbox/echo/c HTTP/1.1\r\nHost: test\r\n\r\n")
         // ...while the two admitted ones keep being served (so the proxy had every chance).
-        #expect(try a!.get("/suppliers-api-2026v1/a2").status == 200)
-        #expect(try b.get("/suppliers-api-2026v1/b2").status == 200)
+        #expect(try a!.get("/suppliers-api-2026v1/_sandbox/echo/a2").status == 200)
+        #expect(try b.get("/suppliers-api-2026v1/_sandbox/echo/b2").status == 200)
         #expect(h.proxy.activeClientConnections == 2)
         #expect(c.bytesWaiting == 0, "the third client was served past max_connections")
         #expect(h.state.apiRequests == 4)

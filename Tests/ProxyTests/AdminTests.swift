@@ -59,9 +59,9 @@ import Testing
         let h = try Harness(metrics: holder.metrics)
         let admin = try admin(for: h, registry: holder)
         let client = try h.client()
-        #expect(try client.request("GET", "/suppliers-api-2026v1/x").status == 200)
+        #expect(try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/x").status == 200)
         h.state.revokeAllTokens()
-        #expect(try client.request("POST", "/suppliers-api-2026v1/y", body: Array("abc".utf8)).status == 200)
+        #expect(try client.request("POST", "/suppliers-api-2026v1/_sandbox/echo/y", body: Array("abc".utf8)).status == 200)
         _ = try client.request("TRACE", "/x")
         let scraper = try TestClient(port: admin.localAddress.port)
         let expectations = [
@@ -97,14 +97,14 @@ import Testing
     @Test func reloadAppliesNewCredentialsAndKeepsListening() throws {
         let h = try Harness()
         let client = try h.client()
-        #expect(try client.request("GET", "/suppliers-api-2026v1/x").status == 200)
+        #expect(try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/x").status == 200)
         let firstToken = h.proxy.tokens.cachedToken
         // A new API key applies to the next request; the token stays (same credentials).
         var config = h.proxy.config
         config.apiKey = Secret("rotated-key")
         h.state.apiKeys = ["sandbox-api-key", "rotated-key"]
         #expect(try h.proxy.reload(config).isEmpty)
-        let echoed = try client.request("GET", "/suppliers-api-2026v1/x").json["headers"] as? [String: String]
+        let echoed = try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/x").json["headers"] as? [String: String]
         #expect(echoed?["x-api-key"] == "rotated-key")
         #expect(h.proxy.tokens.cachedToken == firstToken)
         // Other scopes: the cached token is dropped and a new one fetched.
@@ -112,7 +112,7 @@ import Testing
         config.timeouts.connect = .seconds(1)
         #expect(try h.proxy.reload(config) == ["timeouts"])
         #expect(h.proxy.tokens.cachedToken == nil)
-        #expect(try client.request("GET", "/suppliers-api-2026v1/x").status == 200)   // same connection
+        #expect(try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/x").status == 200)   // same connection
         #expect(h.state.tokenRequests == 2)
         #expect(h.proxy.config.timeouts.connect == .seconds(5))                        // needs a restart
     }

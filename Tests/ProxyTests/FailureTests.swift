@@ -58,12 +58,12 @@ import Testing
         let port = Self.closedPort()
         let h = try Harness { $0.issuerURL = try! EndpointURL("https://127.0.0.1:\(port)/oauth2/x", key: "issuer_url") }
         let started = Date()
-        let response = try h.client().request("GET", "/suppliers-api-2026v1/x")
+        let response = try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/x")
         expectProblem(response, status: 503, type: "token-unavailable")
         #expect(response.header("retry-after").flatMap(Int.init) ?? 0 >= 1)
         #expect(Date().timeIntervalSince(started) < 5)
         // Inside the back-off, the next request fails at once without a new attempt.
-        let again = try h.client().request("GET", "/suppliers-api-2026v1/x")
+        let again = try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/x")
         expectProblem(again, status: 503, type: "token-unavailable")
         #expect(h.proxy.tokens.fetchCount <= 1)
         #expect(h.state.apiRequests == 0)
@@ -71,7 +71,7 @@ import Testing
 
     @Test func invalidClientIsReportedWithoutTheSecret() throws {
         let h = try Harness { $0.clientSecret = Secret("not-the-secret-xyz") }
-        let response = try h.client().request("GET", "/suppliers-api-2026v1/x")
+        let response = try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/x")
         expectProblem(response, status: 503, type: "token-unavailable")
         #expect(response.json["reason"] as? String == "invalid_client")
         #expect(!response.bodyString.contains("not-the-secret-xyz"))
@@ -84,7 +84,7 @@ import Testing
         for failure in [IDMFailure.status(500), .malformedJSON, .missingAccessToken] {
             let h = try Harness()
             h.state.idmFailure = failure
-            let response = try h.client().request("GET", "/suppliers-api-2026v1/x")
+            let response = try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/x")
             expectProblem(response, status: 503, type: "token-unavailable")
         }
     }
@@ -94,7 +94,7 @@ import Testing
         let api = try SandboxServer(address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true)
         defer { api.stop() }
         let h = try Harness { $0.apiURL = try! EndpointURL(api.baseURL, key: "api_url") }
-        let response = try h.client().request("GET", "/suppliers-api-2026v1/x")
+        let response = try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/x")
         expectProblem(response, status: 502, type: "upstream-tls-failure")
         #expect(response.json["reason"] as? String == "certificate-verification")
         #expect(api.state.apiRequests == 0)
@@ -104,7 +104,7 @@ import Testing
         let idm = try SandboxServer(address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true)
         defer { idm.stop() }
         let h = try Harness { $0.issuerURL = try! EndpointURL(idm.issuerURL, key: "issuer_url") }
-        let response = try h.client().request("GET", "/suppliers-api-2026v1/x")
+        let response = try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/x")
         expectProblem(response, status: 503, type: "token-unavailable")
         #expect(idm.state.tokenRequests == 0)
         #expect(idm.state.metadataRequests == 0)
@@ -113,7 +113,7 @@ import Testing
     @Test func upstreamUnreachableGives502() throws {
         let port = Self.closedPort()
         let h = try Harness { $0.apiURL = try! EndpointURL("https://127.0.0.1:\(port)", key: "api_url") }
-        let response = try h.client().request("GET", "/suppliers-api-2026v1/x")
+        let response = try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/x")
         expectProblem(response, status: 502, type: "upstream-unreachable")
     }
 
@@ -158,9 +158,9 @@ import Testing
     @Test func noSecretOrTokenInLogsOrErrors() throws {
         let h = try Harness()
         let client = try h.client()
-        _ = try client.request("GET", "/suppliers-api-2026v1/x?secret-query=1")
+        _ = try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/x?secret-query=1")
         h.state.revokeAllTokens()
-        _ = try client.request("POST", "/suppliers-api-2026v1/y", body: Array("abc".utf8))
+        _ = try client.request("POST", "/suppliers-api-2026v1/_sandbox/echo/y", body: Array("abc".utf8))
         let token = try #require(h.proxy.tokens.cachedToken?.value)
         let logs = h.logs.text
         #expect(logs.contains("access"))
@@ -177,20 +177,20 @@ import Testing
     /// connection or waiting for the answer: every exchange is released afterwards.
     @Test func abortedRequestsAreReleased() throws {
         let h = try Harness()
-        #expect(try h.client().request("GET", "/suppliers-api-2026v1/warm").status == 200)
+        #expect(try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/warm").status == 200)
         for index in 0..<40 {
             // Closed when it goes out of scope, right after sending.
             let client = try h.client()
             // Half wait on a slow answer; the other half also force a new upstream connection,
             // since every abandoned exchange takes its connection down with it.
-            let target = index % 2 == 0 ? "/suppliers-api-2026v1/_sandbox/delay?ms=200" : "/suppliers-api-2026v1/left-\(index)"
+            let target = index % 2 == 0 ? "/suppliers-api-2026v1/_sandbox/delay?ms=200" : "/suppliers-api-2026v1/_sandbox/echo/left-\(index)"
             try client.send("GET \(target) HTTP/1.1\r\nHost: p\r\n\r\n")
         }
         #expect(eventually { h.proxy.stats.requestsInFlight == 0 && h.proxy.activeClientConnections == 0 })
         #expect(eventually { h.proxy.stats.exchangesInMemory == 0 }, "\(h.proxy.stats.exchangesInMemory) exchanges still in memory")
         // And ordinary traffic, for comparison.
         for index in 0..<10 {
-            #expect(try h.client().request("GET", "/suppliers-api-2026v1/after-\(index)").status == 200)
+            #expect(try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/after-\(index)").status == 200)
         }
         #expect(eventually { h.proxy.stats.exchangesInMemory == 0 }, "\(h.proxy.stats.exchangesInMemory) exchanges still in memory")
     }

@@ -118,7 +118,7 @@ final class H2TestClient: HTTP2SessionDelegate {
     @Test func injectsCredentialsOverHTTP2() throws {
         let h = try Harness()
         let client = try H2TestClient(port: h.port)
-        let response = try client.request("GET", "/suppliers-api-2026v1/trade-items?x=1", headers: [
+        let response = try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/trade-items?x=1", headers: [
             ("authorization", "Bearer client-token"), ("x-api-key", "client-key"), ("x-custom", "kept"), ("x-request-id", "req-h2"),
         ])
         #expect(response.status == 200)
@@ -130,7 +130,7 @@ final class H2TestClient: HTTP2SessionDelegate {
         #expect(echoed["x-custom"] == "kept")
         #expect(echoed["x-forwarded-proto"] == "http")
         #expect(echoed["host"] == URL(string: h.sandbox.baseURL)!.host! + ":\(h.sandbox.port)")
-        #expect(response.json["target"] as? String == "/suppliers-api-2026v1/trade-items?x=1")
+        #expect(response.json["target"] as? String == "/suppliers-api-2026v1/_sandbox/echo/trade-items?x=1")
         #expect(response.header("x-request-id") == "req-h2")
         // Framing belongs to HTTP/2 itself (RFC 9113 §8.2.2).
         #expect(!response.headers.contains("connection") && !response.headers.contains("transfer-encoding"))
@@ -139,12 +139,12 @@ final class H2TestClient: HTTP2SessionDelegate {
     @Test func twentyConcurrentStreamsOnOneConnection() throws {
         let h = try Harness()
         let client = try H2TestClient(port: h.port)
-        let ids = (0..<20).map { client.start("GET", "/customers-api-2026v1/echo?n=\($0)") }
+        let ids = (0..<20).map { client.start("GET", "/customers-api-2026v1/_sandbox/echo/echo?n=\($0)") }
         try client.run { ids.allSatisfy { client.closed[$0] != nil } }
         let responses = try ids.map { try client.response($0) }
         #expect(responses.map(\.status) == Array(repeating: 200, count: 20))
         for (index, response) in responses.enumerated() {
-            #expect(response.json["target"] as? String == "/customers-api-2026v1/echo?n=\(index)")
+            #expect(response.json["target"] as? String == "/customers-api-2026v1/_sandbox/echo/echo?n=\(index)")
         }
         #expect(h.state.tokenRequests == 1)
         #expect(h.proxy.activeClientConnections == 1)
@@ -153,18 +153,18 @@ final class H2TestClient: HTTP2SessionDelegate {
     @Test func postBodiesAndThe401Replay() throws {
         let h = try Harness()
         let client = try H2TestClient(port: h.port)
-        #expect(try client.request("GET", "/suppliers-api-2026v1/x").status == 200)
+        #expect(try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/x").status == 200)
         h.state.revokeAllTokens()
         // With a content-length, and without one (forwarded chunked): both are replayed.
         let body = Array("{\"tradeItemId\":\"abc\",\"note\":\"replayed\"}".utf8)
-        let sized = try client.request("POST", "/suppliers-api-2026v1/trade-items",
+        let sized = try client.request("POST", "/suppliers-api-2026v1/_sandbox/echo/trade-items",
                                        headers: [("content-type", "application/json"), ("content-length", "\(body.count)")], body: body)
         #expect(sized.status == 200)
         #expect(sized.json["body"] as? String == String(decoding: body, as: UTF8.self))
         #expect(h.state.apiUnauthorized == 1)
         #expect(h.state.tokenRequests == 2)
         h.state.revokeAllTokens()
-        let unsized = try client.request("POST", "/suppliers-api-2026v1/y", body: Array("hello world".utf8))
+        let unsized = try client.request("POST", "/suppliers-api-2026v1/_sandbox/echo/y", body: Array("hello world".utf8))
         #expect(unsized.status == 200)
         #expect(unsized.json["body"] as? String == "hello world")
         #expect(h.state.apiUnauthorized == 2)
@@ -182,7 +182,7 @@ final class H2TestClient: HTTP2SessionDelegate {
         #expect(download.body.enumerated().allSatisfy { $0.element == UInt8($0.offset % 251) })
 
         let upload = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31) }
-        let response = try client.request("PUT", "/suppliers-api-2026v1/blob", headers: [("content-length", "\(size)")], body: upload)
+        let response = try client.request("PUT", "/suppliers-api-2026v1/_sandbox/echo/blob", headers: [("content-length", "\(size)")], body: upload)
         #expect(response.status == 200)
         #expect(response.json["bodyBytes"] as? Int == size)
         #expect(response.json["fnv1a64"] as? String == String(fnv1a64(upload), radix: 16))
@@ -191,7 +191,7 @@ final class H2TestClient: HTTP2SessionDelegate {
     @Test func headAndProblemResponses() throws {
         let h = try Harness()
         let client = try H2TestClient(port: h.port)
-        let head = try client.request("HEAD", "/suppliers-api-2026v1/x")
+        let head = try client.request("HEAD", "/suppliers-api-2026v1/_sandbox/echo/x")
         #expect(head.status == 200)
         #expect(head.body.isEmpty)
         #expect(head.errorCode == HTTP2ErrorCode.noError)
@@ -220,22 +220,22 @@ final class H2TestClient: HTTP2SessionDelegate {
     @Test func http1StillWorksOnTheSamePort() throws {
         let h = try Harness()
         let h2 = try H2TestClient(port: h.port)
-        #expect(try h2.request("GET", "/suppliers-api-2026v1/a").status == 200)
+        #expect(try h2.request("GET", "/suppliers-api-2026v1/_sandbox/echo/a").status == 200)
         let h1 = try h.client()
-        let response = try h1.request("GET", "/suppliers-api-2026v1/b")
+        let response = try h1.request("GET", "/suppliers-api-2026v1/_sandbox/echo/b")
         #expect(response.status == 200)
-        #expect(response.json["target"] as? String == "/suppliers-api-2026v1/b")
+        #expect(response.json["target"] as? String == "/suppliers-api-2026v1/_sandbox/echo/b")
         // A request line that starts like the preface is still HTTP/1.1.
-        let post = try h1.request("POST", "/suppliers-api-2026v1/c", body: Array("x".utf8))
+        let post = try h1.request("POST", "/suppliers-api-2026v1/_sandbox/echo/c", body: Array("x".utf8))
         #expect(post.status == 200)
-        #expect(try h2.request("GET", "/suppliers-api-2026v1/d").status == 200)
+        #expect(try h2.request("GET", "/suppliers-api-2026v1/_sandbox/echo/d").status == 200)
         #expect(h.state.tokenRequests == 1)
     }
 
     @Test func gracefulShutdownSendsGoAway() throws {
         let h = try Harness()
         let client = try H2TestClient(port: h.port)
-        #expect(try client.request("GET", "/suppliers-api-2026v1/a").status == 200)
+        #expect(try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/a").status == 200)
         h.proxy.shutdown(grace: .seconds(2)) {}
         try client.run { client.goAway != nil && client.peerClosed }
         #expect(client.goAway == HTTP2ErrorCode.noError)

@@ -71,9 +71,9 @@ import Testing
         admin.start()
         defer { admin.stop() }
         let client = try h.client()
-        #expect(try client.request("GET", "/suppliers-api-2026v1/x").status == 200)
+        #expect(try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/x").status == 200)
         h.state.revokeAllTokens()
-        #expect(try client.request("GET", "/suppliers-api-2026v1/x").status == 200)
+        #expect(try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/x").status == 200)
         #expect(try client.request("TRACE", "/x").status == 405)
 
         let used = Self.metricNames(in: try Self.dashboardQueries().joined(separator: "\n"))

@@ -166,14 +166,14 @@ import Testing
         defer { sandbox.stop() }
         let caFile = try CertificateFile(sandbox.certificateAuthorityPEM!)
         let (process, port, err) = try Self.startProxy(sandbox: sandbox, caFile: caFile.path, extra: "log: { format: json, query: true }")
-        #expect(try TestClient(port: port).request("GET", "/suppliers-api-2024v2/x?page=2").status == 200)
+        #expect(try TestClient(port: port).request("GET", "/suppliers-api-2024v2/_sandbox/echo/x?page=2").status == 200)
         process.terminate()
         process.waitUntilExit()
         let lines = err.text.split(separator: "\n")
         let objects = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         #expect(objects.count == lines.count && !lines.isEmpty)
         let access = objects.first { $0["msg"] as? String == "access" }
-        #expect(access?["path"] as? String == "/suppliers-api-2024v2/x?page=2")   // log.query: true
+        #expect(access?["path"] as? String == "/suppliers-api-2024v2/_sandbox/echo/x?page=2")   // log.query: true
         #expect(access?["status"] as? String == "200")
         #expect(access?["request_id"] is String)
         #expect(objects.contains { $0["msg"] as? String == "token.fetched" && $0["lifetime_s"] as? String == "3600" })
@@ -194,7 +194,7 @@ import Testing
         let padding = String(repeating: "p", count: 1000)
         var answered = 0
         for index in 0..<1500 {
-            let response = try client.request("GET", "/suppliers-api-2024v2/\(padding)/\(index)")
+            let response = try client.request("GET", "/suppliers-api-2024v2/_sandbox/echo/\(padding)/\(index)")
             if response.status == 200 { answered += 1 }
         }
         #expect(answered == 1500)
@@ -229,7 +229,7 @@ import Testing
                                                      environment: environment)
         defer { process.terminate(); process.waitUntilExit() }
         let client = try TestClient(port: port, timeout: 60)
-        #expect(try client.request("GET", "/suppliers-api-2024v2/x").status == 200)
+        #expect(try client.request("GET", "/suppliers-api-2024v2/_sandbox/echo/x").status == 200)
         let before = Self.highWaterRSS(process.processIdentifier)
         let size = 50 << 20
         var received = 0
@@ -238,7 +238,7 @@ import Testing
         #expect(download.status == 200)
         #expect(received == size)
         let block = [UInt8](repeating: 0x5A, count: 256 * 1024)
-        try client.send("POST /suppliers-api-2024v2/upload HTTP/1.1\r\nHost: p\r\nContent-Length: \(size)\r\n\r\n")
+        try client.send("POST /suppliers-api-2024v2/_sandbox/echo/upload HTTP/1.1\r\nHost: p\r\nContent-Length: \(size)\r\n\r\n")
         for _ in 0..<(size / block.count) { try client.send(block) }
         let upload = try client.readResponse()
         #expect(upload.json["bodyBytes"] as? Int == size)
@@ -334,18 +334,18 @@ extension ProcessTests {
         defer { process.terminate(); process.waitUntilExit() }
         #expect(eventually(timeout: 10) { (try? TestClient(port: port)) != nil })
         let client = try TestClient(port: port)
-        #expect((try client.request("GET", "/suppliers-api-2026v1/x").json["headers"] as? [String: String])?["x-api-key"] == "sandbox-api-key")
+        #expect((try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/x").json["headers"] as? [String: String])?["x-api-key"] == "sandbox-api-key")
 
         try write(apiKey: "second-key")
         kill(process.processIdentifier, SIGHUP)
         #expect(eventually {
-            ((try? client.request("GET", "/suppliers-api-2026v1/x"))?.json["headers"] as? [String: String])?["x-api-key"] == "second-key"
+            ((try? client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/x"))?.json["headers"] as? [String: String])?["x-api-key"] == "second-key"
         })
         try "timeouts: { conect: 1s }\n".write(toFile: path, atomically: true, encoding: .utf8)
         kill(process.processIdentifier, SIGHUP)
         // The reload has been tried (and refused) before the key is checked again.
         #expect(eventually { err.textSoFar.contains("config.reload.failed") })
-        #expect((try client.request("GET", "/suppliers-api-2026v1/x").json["headers"] as? [String: String])?["x-api-key"] == "second-key")
+        #expect((try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/x").json["headers"] as? [String: String])?["x-api-key"] == "second-key")
         #expect(try Self.run(["healthcheck", "--url", "http://127.0.0.1:\(adminPort)/healthz"]).status == 0)
         process.terminate()
         process.waitUntilExit()

@@ -10,7 +10,7 @@ import Testing
 @Suite struct ProxyTests {
     @Test func injectsCredentialsAndStripsTheClients() throws {
         let h = try Harness()
-        let response = try h.client().request("GET", "/suppliers-api-2026v1/trade-items", headers: [
+        let response = try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/trade-items", headers: [
             ("Authorization", "Bearer client-token"), ("X-Api-Key", "client-key"), ("Connection", "X-Secret, Authorization"),
             ("X-Secret", "hop"), ("Keep-Alive", "timeout=1"), ("X-Custom", "kept"), ("X-Request-Id", "req-123"),
         ])
@@ -33,7 +33,7 @@ import Testing
     @Test func forwardsPathAndQueryByteForByte() throws {
         let h = try Harness()
         let client = try h.client()
-        for target in ["/suppliers-api-2026v1/trade-items?x=a%2Fb&y=%20&z=%7e~&empty=&q=%C3%A9", "/customers-api-2026v1/a%2Fb/./c/../d//e;p=1?", "/suppliers-api-2026v1/x?a=1&a=2&b=%ZZ"] {
+        for target in ["/suppliers-api-2026v1/_sandbox/echo/trade-items?x=a%2Fb&y=%20&z=%7e~&empty=&q=%C3%A9", "/customers-api-2026v1/_sandbox/echo/a%2Fb/./c/../d//e;p=1?", "/suppliers-api-2026v1/_sandbox/echo/x?a=1&a=2&b=%ZZ"] {
             let response = try client.request("GET", target)
             #expect(response.status == 200)
             #expect(response.json["target"] as? String == target)
@@ -42,9 +42,9 @@ import Testing
 
     @Test func absoluteFormGoesToTheConfiguredAPIOnly() throws {
         let h = try Harness()
-        let response = try h.client().request("GET", "http://evil.example:9999/suppliers-api-2026v1/x?y=1", host: "evil.example:9999")
+        let response = try h.client().request("GET", "http://evil.example:9999/suppliers-api-2026v1/_sandbox/echo/x?y=1", host: "evil.example:9999")
         #expect(response.status == 200)
-        #expect(response.json["target"] as? String == "/suppliers-api-2026v1/x?y=1")
+        #expect(response.json["target"] as? String == "/suppliers-api-2026v1/_sandbox/echo/x?y=1")
         #expect((response.json["headers"] as? [String: String])?["host"]?.hasPrefix("127.0.0.1:") == true)
     }
 
@@ -76,19 +76,19 @@ import Testing
         // and the default 60 s margin: refresh-ahead starts at 3540 s.
         let clock = ManualClock()
         let h = try Harness(tokenLifetime: 3600, clock: clock)
-        let first = try h.client().request("GET", "/suppliers-api-2026v1/x")
+        let first = try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/x")
         let firstToken = (first.json["headers"] as? [String: String])?["authorization"]
         #expect(h.state.tokenRequests == 1)
         h.state.advanceClock(by: 3545)
         advance(clock, by: .seconds(3545), firingTimersOn: h.proxy.group.loops)
         // Inside the margin: this request still goes out with the current token (a new
         // connection: the old one's keep-alive ran out meanwhile)...
-        let second = try h.client().request("GET", "/suppliers-api-2026v1/x")
+        let second = try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/x")
         #expect(second.status == 200)
         #expect((second.json["headers"] as? [String: String])?["authorization"] == firstToken)
         // ...and one background refresh has started and, soon after, replaced the token.
         #expect(eventually { h.proxy.tokens.cachedToken.map { "Bearer \($0.value)" } != firstToken })
-        let third = try h.client().request("GET", "/suppliers-api-2026v1/x")
+        let third = try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/x")
         #expect((third.json["headers"] as? [String: String])?["authorization"] != firstToken)
         #expect(h.state.tokenRequests == 2)
     }
@@ -96,7 +96,7 @@ import Testing
     @Test func idleProxyFetchesNothing() throws {
         let clock = ManualClock()
         let h = try Harness(tokenLifetime: 3600, clock: clock)
-        #expect(try h.client().request("GET", "/suppliers-api-2026v1/x").status == 200)
+        #expect(try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/x").status == 200)
         // The token expires while nobody asks for one. Every timer that came due has fired and
         // anything it started on the token's loop has run before the count is read.
         h.state.advanceClock(by: 3700)
@@ -105,7 +105,7 @@ import Testing
         #expect(h.proxy.tokens.fetchCount == 1)
         #expect(h.state.tokenRequests == 1)
         // The expired token is never sent: the next request fetches a fresh one first.
-        #expect(try h.client().request("GET", "/suppliers-api-2026v1/x").status == 200)
+        #expect(try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/x").status == 200)
         #expect(h.state.tokenRequests == 2)
         #expect(h.state.apiUnauthorized == 0)
     }
@@ -113,10 +113,10 @@ import Testing
     @Test func retriesOnceOn401WithTheReplayedBody() throws {
         let h = try Harness()
         let client = try h.client()
-        #expect(try client.request("GET", "/suppliers-api-2026v1/x").status == 200)
+        #expect(try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/x").status == 200)
         h.state.revokeAllTokens()
         let body = Array("{\"tradeItemId\":\"abc\",\"note\":\"replayed\"}".utf8)
-        let response = try client.request("POST", "/suppliers-api-2026v1/trade-items", headers: [("Content-Type", "application/json")], body: body)
+        let response = try client.request("POST", "/suppliers-api-2026v1/_sandbox/echo/trade-items", headers: [("Content-Type", "application/json")], body: body)
         #expect(response.status == 200)
         #expect(response.json["body"] as? String == String(decoding: body, as: UTF8.self))
         #expect(h.state.apiUnauthorized == 1)
@@ -127,9 +127,9 @@ import Testing
     @Test func replaysAChunkedBodyToo() throws {
         let h = try Harness()
         let client = try h.client()
-        #expect(try client.request("GET", "/suppliers-api-2026v1/x").status == 200)
+        #expect(try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/x").status == 200)
         h.state.revokeAllTokens()
-        try client.send("POST /suppliers-api-2026v1/y HTTP/1.1\r\nHost: p\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        try client.send("POST /suppliers-api-2026v1/_sandbox/echo/y HTTP/1.1\r\nHost: p\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
         let response = try client.readResponse()
         #expect(response.status == 200)
         #expect(response.json["body"] as? String == "hello world")
@@ -138,11 +138,11 @@ import Testing
 
     @Test func manyConcurrent401sCauseOneRefresh() throws {
         let h = try Harness()
-        #expect(try h.client().request("GET", "/suppliers-api-2026v1/x").status == 200)
+        #expect(try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/x").status == 200)
         h.state.revokeAllTokens()
         let statuses = Locked<[Int]>([])
         DispatchQueue.concurrentPerform(iterations: 20) { _ in
-            let status = (try? TestClient(port: h.port).request("GET", "/suppliers-api-2026v1/x").status) ?? -1
+            let status = (try? TestClient(port: h.port).request("GET", "/suppliers-api-2026v1/_sandbox/echo/x").status) ?? -1
             statuses.withLock { $0.append(status) }
         }
         #expect(statuses.withLock { $0 } == Array(repeating: 200, count: 20))
@@ -152,7 +152,7 @@ import Testing
     @Test func aSecond401GoesBackAsItCame() throws {
         let h = try Harness()
         h.state.apiFailure = 401
-        let response = try h.client().request("GET", "/suppliers-api-2026v1/x")
+        let response = try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/x")
         #expect(response.status == 401)
         #expect(response.header("www-authenticate")?.hasPrefix("Bearer") == true)
         #expect(h.state.apiRequests == 2)          // the original and one replay, never a third
@@ -162,9 +162,9 @@ import Testing
     @Test func largeBodyIsNotReplayed() throws {
         let h = try Harness { $0.retryBodyLimit = 1024 }
         let client = try h.client()
-        #expect(try client.request("GET", "/suppliers-api-2026v1/x").status == 200)
+        #expect(try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/x").status == 200)
         h.state.revokeAllTokens()
-        let response = try client.request("POST", "/suppliers-api-2026v1/x", body: [UInt8](repeating: 65, count: 4096))
+        let response = try client.request("POST", "/suppliers-api-2026v1/_sandbox/echo/x", body: [UInt8](repeating: 65, count: 4096))
         #expect(response.status == 401)
         #expect(h.state.apiRequests == 2)
     }
@@ -182,7 +182,7 @@ import Testing
         let h = try Harness()
         for status in [429, 423, 503] {
             h.state.apiFailure = status
-            let response = try h.client().request("GET", "/suppliers-api-2026v1/x")
+            let response = try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/x")
             #expect(response.status == status)
         }
         #expect(h.state.tokenRequests == 1)
@@ -192,9 +192,9 @@ import Testing
         let h = try Harness()
         let client = try h.client()
         for i in 0..<20 {
-            let response = try client.request("GET", "/suppliers-api-2026v1/x?i=\(i)")
+            let response = try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/x?i=\(i)")
             #expect(response.status == 200)
-            #expect(response.json["target"] as? String == "/suppliers-api-2026v1/x?i=\(i)")
+            #expect(response.json["target"] as? String == "/suppliers-api-2026v1/_sandbox/echo/x?i=\(i)")
         }
         // One TLS handshake to the API served all twenty requests.
         #expect(h.proxy.pools.stats.handshakes == 1)
@@ -204,7 +204,7 @@ import Testing
     @Test func chunkedBodiesBothWays() throws {
         let h = try Harness()
         let client = try h.client()
-        try client.send("POST /suppliers-api-2026v1/chunks HTTP/1.1\r\nHost: p\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n4\r\ndefg\r\n0\r\nX-Trailer: t\r\n\r\n")
+        try client.send("POST /suppliers-api-2026v1/_sandbox/echo/chunks HTTP/1.1\r\nHost: p\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n4\r\ndefg\r\n0\r\nX-Trailer: t\r\n\r\n")
         let response = try client.readResponse()
         #expect(response.status == 200)
         #expect(response.json["body"] as? String == "abcdefg")
@@ -240,7 +240,7 @@ import Testing
         #expect(hash == expected)
 
         // Upload: chunked, in pieces, so neither side can know the length up front.
-        try client.send("POST /suppliers-api-2026v1/upload HTTP/1.1\r\nHost: p\r\nTransfer-Encoding: chunked\r\n\r\n")
+        try client.send("POST /suppliers-api-2026v1/_sandbox/echo/upload HTTP/1.1\r\nHost: p\r\nTransfer-Encoding: chunked\r\n\r\n")
         sent = 0
         while sent < size {
             let n = min(pattern.count, size - sent)
@@ -272,7 +272,7 @@ import Testing
             let h = try Harness()
             let client = try h.client(timeout: 20)
             let body = [UInt8](repeating: 0x61, count: size)
-            let response = try client.request("POST", "/suppliers-api-2026v1/upload", body: body)
+            let response = try client.request("POST", "/suppliers-api-2026v1/_sandbox/echo/upload", body: body)
             #expect(response.status == 200)
             #expect(response.json["bodyBytes"] as? Int == size)
         }
@@ -286,9 +286,9 @@ import Testing
         let h = try Harness(clock: clock) { $0.timeouts.request = .seconds(5) }
         let client = try h.client()
         // Token and upstream connection first, so no connect deadline runs while time moves.
-        #expect(try client.request("GET", "/suppliers-api-2026v1/warm").status == 200)
+        #expect(try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/warm").status == 200)
         let piece = [UInt8](repeating: 0x62, count: 64 * 1024)
-        try client.send("POST /suppliers-api-2026v1/slow-upload HTTP/1.1\r\nHost: p\r\nContent-Length: \(piece.count * 8)\r\n\r\n")
+        try client.send("POST /suppliers-api-2026v1/_sandbox/echo/slow-upload HTTP/1.1\r\nHost: p\r\nContent-Length: \(piece.count * 8)\r\n\r\n")
         for _ in 0..<8 {
             try client.send(piece)
             advance(clock, by: .seconds(1), firingTimersOn: h.proxy.group.loops)
@@ -301,7 +301,7 @@ import Testing
     @Test func bodiesOverTheLimitGet413() throws {
         let h = try Harness { $0.limits.maxBodyBytes = 1000 }
         let client = try h.client()
-        try client.send("POST /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p\r\nContent-Length: 1001\r\n\r\n")
+        try client.send("POST /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p\r\nContent-Length: 1001\r\n\r\n")
         let response = try client.readResponse()
         #expect(response.status == 413)
         #expect(response.json["type"] as? String == "urn:floriday-proxy:problem:payload-too-large")

@@ -43,8 +43,8 @@ import Testing
     }
 
     /// A request that would be a second, hidden request to a server framing the first one differently.
-    static let smuggled = "GET /suppliers-api-2026v1/smuggled HTTP/1.1\r\nHost: p\r\n\r\n"
-    static let post = "POST /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p\r\n"
+    static let smuggled = "GET /suppliers-api-2026v1/_sandbox/echo/smuggled HTTP/1.1\r\nHost: p\r\n\r\n"
+    static let post = "POST /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p\r\n"
     static let chunkedPost = post + "Transfer-Encoding: chunked\r\n\r\n"
 
     static let refusals: [Refusal] = [
@@ -61,7 +61,7 @@ import Testing
         Refusal("TE identity, chunked", post + "Transfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n" + smuggled, 501, "unsupported-transfer-encoding"),
         Refusal("TE vertical tab", post + "Transfer-Encoding: \u{0B}chunked\r\n\r\n0\r\n\r\n" + smuggled, 400, "invalid-header-value"),
         Refusal("TE form feed", post + "Transfer-Encoding:\u{0C}chunked\r\n\r\n0\r\n\r\n" + smuggled, 400, "invalid-header-value"),
-        Refusal("TE in HTTP/1.0", "POST /suppliers-api-2026v1/x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, 400, "transfer-encoding-in-http10"),
+        Refusal("TE in HTTP/1.0", "POST /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, 400, "transfer-encoding-in-http10"),
         // Content-Length: duplicates, lists, signs, junk.
         Refusal("CL twice, differing", post + "Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!" + smuggled, 400, "conflicting-content-length"),
         Refusal("CL twice, equal", post + "Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello" + smuggled, 400, "conflicting-content-length"),
@@ -88,42 +88,42 @@ import Testing
         // Field lines.
         Refusal("NUL in a header value", bytes: Array((post + "X-A: a").utf8) + [0] + Array("b\r\nContent-Length: 0\r\n\r\n".utf8), 400, "invalid-header-value"),
         Refusal("bare CR in a header value", post + "X-A: a\rb\r\nContent-Length: 0\r\n\r\n", 400, "bare-cr"),
-        Refusal("bare CR ending a line", "GET /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p\rX-A: b\r\n\r\n", 400, "bare-cr"),
-        Refusal("bare LF line endings", "GET /suppliers-api-2026v1/x HTTP/1.1\nHost: p\n\n", 400, "bare-lf"),
-        Refusal("bare LF in the middle", "GET /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "bare-lf"),
-        Refusal("obs-fold", "GET /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p\r\nX-A: a\r\n b\r\n\r\n", 400, "obs-fold"),
+        Refusal("bare CR ending a line", "GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p\rX-A: b\r\n\r\n", 400, "bare-cr"),
+        Refusal("bare LF line endings", "GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\nHost: p\n\n", 400, "bare-lf"),
+        Refusal("bare LF in the middle", "GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "bare-lf"),
+        Refusal("obs-fold", "GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p\r\nX-A: a\r\n b\r\n\r\n", 400, "obs-fold"),
         Refusal("obs-fold of Transfer-Encoding", post + "Content-Length: 0\r\nTransfer-Encoding:\r\n chunked\r\n\r\n", 400, "obs-fold"),
-        Refusal("whitespace before the first field", "GET /suppliers-api-2026v1/x HTTP/1.1\r\n Host: p\r\n\r\n", 400, "obs-fold"),
-        Refusal("space before colon", "GET /suppliers-api-2026v1/x HTTP/1.1\r\nHost : p\r\n\r\n", 400, "space-before-colon"),
+        Refusal("whitespace before the first field", "GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\n Host: p\r\n\r\n", 400, "obs-fold"),
+        Refusal("space before colon", "GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost : p\r\n\r\n", 400, "space-before-colon"),
         Refusal("tab before colon", post + "Content-Length\t: 5\r\n\r\nhello", 400, "space-before-colon"),
-        Refusal("space inside a name", "GET /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p\r\nX A: b\r\n\r\n", 400, "invalid-header-name"),
-        Refusal("@ in a name", "GET /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p\r\nX@A: b\r\n\r\n", 400, "invalid-header-name"),
-        Refusal("empty name", "GET /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p\r\n: b\r\n\r\n", 400, "invalid-header-name"),
-        Refusal("line without colon", "GET /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p\r\nTransfer-Encoding chunked\r\n\r\n", 400, "invalid-header-name"),
-        Refusal("UTF-8 in a name", "GET /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p\r\nX-\u{E9}: b\r\n\r\n", 400, "invalid-header-name"),
+        Refusal("space inside a name", "GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p\r\nX A: b\r\n\r\n", 400, "invalid-header-name"),
+        Refusal("@ in a name", "GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p\r\nX@A: b\r\n\r\n", 400, "invalid-header-name"),
+        Refusal("empty name", "GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p\r\n: b\r\n\r\n", 400, "invalid-header-name"),
+        Refusal("line without colon", "GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p\r\nTransfer-Encoding chunked\r\n\r\n", 400, "invalid-header-name"),
+        Refusal("UTF-8 in a name", "GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p\r\nX-\u{E9}: b\r\n\r\n", 400, "invalid-header-name"),
         // Request line.
-        Refusal("space in the target", "GET /suppliers-api-2026v1/a b HTTP/1.1\r\nHost: p\r\n\r\n", 400, "invalid-target"),
-        Refusal("control byte in the target", "GET /suppliers-api-2026v1/a\u{01}b HTTP/1.1\r\nHost: p\r\n\r\n", 400, "invalid-target"),
-        Refusal("DEL in the target", "GET /suppliers-api-2026v1/a\u{7F} HTTP/1.1\r\nHost: p\r\n\r\n", 400, "invalid-target"),
-        Refusal("tab in the target", "GET /suppliers-api-2026v1/a\tb HTTP/1.1\r\nHost: p\r\n\r\n", 400, "invalid-target"),
-        Refusal("raw UTF-8 in the target", "GET /suppliers-api-2026v1/\u{E9} HTTP/1.1\r\nHost: p\r\n\r\n", 400, "invalid-target"),
-        Refusal("two spaces after the method", "GET  /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p\r\n\r\n", 400, "invalid-request-line"),
-        Refusal("HTTP/1.1 extra", "GET /suppliers-api-2026v1/x HTTP/1.1 extra\r\nHost: p\r\n\r\n", 400, "invalid-request-line"),
-        Refusal("lowercase version", "GET /suppliers-api-2026v1/x http/1.1\r\nHost: p\r\n\r\n", 400, "invalid-request-line"),
-        Refusal("HTTP/1.2", "GET /suppliers-api-2026v1/x HTTP/1.2\r\nHost: p\r\n\r\n", 505, "unsupported-version"),
-        Refusal("HTTP/2.0", "GET /suppliers-api-2026v1/x HTTP/2.0\r\nHost: p\r\n\r\n", 505, "unsupported-version"),
-        Refusal("HTTP/0.9 style", "GET /suppliers-api-2026v1/x\r\n\r\n", 400, "invalid-request-line"),
-        Refusal("invalid method", "G(T /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p\r\n\r\n", 400, "invalid-request-line"),
-        Refusal("two empty lines first", "\r\n\r\nGET /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p\r\n\r\n", 400, "invalid-request-line"),
+        Refusal("space in the target", "GET /suppliers-api-2026v1/_sandbox/echo/a b HTTP/1.1\r\nHost: p\r\n\r\n", 400, "invalid-target"),
+        Refusal("control byte in the target", "GET /suppliers-api-2026v1/_sandbox/echo/a\u{01}b HTTP/1.1\r\nHost: p\r\n\r\n", 400, "invalid-target"),
+        Refusal("DEL in the target", "GET /suppliers-api-2026v1/_sandbox/echo/a\u{7F} HTTP/1.1\r\nHost: p\r\n\r\n", 400, "invalid-target"),
+        Refusal("tab in the target", "GET /suppliers-api-2026v1/_sandbox/echo/a\tb HTTP/1.1\r\nHost: p\r\n\r\n", 400, "invalid-target"),
+        Refusal("raw UTF-8 in the target", "GET /suppliers-api-2026v1/_sandbox/echo/\u{E9} HTTP/1.1\r\nHost: p\r\n\r\n", 400, "invalid-target"),
+        Refusal("two spaces after the method", "GET  /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p\r\n\r\n", 400, "invalid-request-line"),
+        Refusal("HTTP/1.1 extra", "GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1 extra\r\nHost: p\r\n\r\n", 400, "invalid-request-line"),
+        Refusal("lowercase version", "GET /suppliers-api-2026v1/_sandbox/echo/x http/1.1\r\nHost: p\r\n\r\n", 400, "invalid-request-line"),
+        Refusal("HTTP/1.2", "GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.2\r\nHost: p\r\n\r\n", 505, "unsupported-version"),
+        Refusal("HTTP/2.0", "GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/2.0\r\nHost: p\r\n\r\n", 505, "unsupported-version"),
+        Refusal("HTTP/0.9 style", "GET /suppliers-api-2026v1/_sandbox/echo/x\r\n\r\n", 400, "invalid-request-line"),
+        Refusal("invalid method", "G(T /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p\r\n\r\n", 400, "invalid-request-line"),
+        Refusal("two empty lines first", "\r\n\r\nGET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p\r\n\r\n", 400, "invalid-request-line"),
         // Host.
-        Refusal("HTTP/1.1 without Host", "GET /suppliers-api-2026v1/x HTTP/1.1\r\nX-A: b\r\n\r\n", 400, "missing-host"),
-        Refusal("two Host fields", "GET /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p\r\nHost: q\r\n\r\n", 400, "duplicate-host"),
-        Refusal("Host list", "GET /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p, q\r\n\r\n", 400, "invalid-host"),
-        Refusal("Host with a path", "GET /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p/x\r\n\r\n", 400, "invalid-host"),
+        Refusal("HTTP/1.1 without Host", "GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nX-A: b\r\n\r\n", 400, "missing-host"),
+        Refusal("two Host fields", "GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p\r\nHost: q\r\n\r\n", 400, "duplicate-host"),
+        Refusal("Host list", "GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p, q\r\n\r\n", 400, "invalid-host"),
+        Refusal("Host with a path", "GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p/x\r\n\r\n", 400, "invalid-host"),
         // Limits.
-        Refusal("target over 8 KiB", "GET /suppliers-api-2026v1/" + String(repeating: "a", count: 9000) + " HTTP/1.1\r\nHost: p\r\n\r\n", 414, "target-too-long"),
-        Refusal("head over 64 KiB", "GET /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p\r\nX-Big: " + String(repeating: "b", count: 70_000) + "\r\n\r\n", 431, "header-too-large"),
-        Refusal("more than 100 fields", "GET /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p\r\n" + (0..<101).map { "X-\($0): v\r\n" }.joined() + "\r\n", 431, "too-many-headers"),
+        Refusal("target over 8 KiB", "GET /suppliers-api-2026v1/_sandbox/echo/" + String(repeating: "a", count: 9000) + " HTTP/1.1\r\nHost: p\r\n\r\n", 414, "target-too-long"),
+        Refusal("head over 64 KiB", "GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p\r\nX-Big: " + String(repeating: "b", count: 70_000) + "\r\n\r\n", 431, "header-too-large"),
+        Refusal("more than 100 fields", "GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p\r\n" + (0..<101).map { "X-\($0): v\r\n" }.joined() + "\r\n", 431, "too-many-headers"),
         Refusal("Content-Length over max_body_bytes", post + "Content-Length: 40000000\r\n\r\nx", 413, "body-too-large"),
     ]
 
@@ -141,10 +141,10 @@ import Testing
         #expect(h.state.apiRequests == 0, "\(refusal.name): a request reached the API")
 
         let second = try h.client()
-        try second.send(Array("GET /suppliers-api-2026v1/first HTTP/1.1\r\nHost: p\r\n\r\n".utf8) + refusal.raw)
+        try second.send(Array("GET /suppliers-api-2026v1/_sandbox/echo/first HTTP/1.1\r\nHost: p\r\n\r\n".utf8) + refusal.raw)
         let first = try second.readResponse()
         #expect(first.status == 200)
-        #expect(first.json["target"] as? String == "/suppliers-api-2026v1/first")
+        #expect(first.json["target"] as? String == "/suppliers-api-2026v1/_sandbox/echo/first")
         let refused = try second.readResponse()
         expectRefusal(refused, refusal)
         #expect(second.isClosedByPeer(), "\(refusal.name): connection left open after a pipelined refusal")
@@ -164,7 +164,7 @@ import Testing
     @Test func connectAndTraceAreRefusedAndTheirBodiesNeverParsedAsRequests() throws {
         let h = try Harness()
         for method in ["TRACE", "CONNECT"] {
-            let target = method == "CONNECT" ? "api.example:443" : "/suppliers-api-2026v1/x"
+            let target = method == "CONNECT" ? "api.example:443" : "/suppliers-api-2026v1/_sandbox/echo/x"
             let client = try h.client()
             // The body is a complete request; it must not be read as one.
             try client.send("\(method) \(target) HTTP/1.1\r\nHost: p\r\nContent-Length: \(Self.smuggled.utf8.count)\r\n\r\n" + Self.smuggled)
@@ -178,11 +178,11 @@ import Testing
         }
         // Without a body the framing is intact: the connection may stay, and the next request is proxied.
         let client = try h.client()
-        try client.send("TRACE /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p\r\n\r\n" + Self.smuggled)
+        try client.send("TRACE /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p\r\n\r\n" + Self.smuggled)
         #expect(try client.readResponse().status == 405)
         let next = try client.readResponse()
         #expect(next.status == 200)
-        #expect(next.json["target"] as? String == "/suppliers-api-2026v1/smuggled")
+        #expect(next.json["target"] as? String == "/suppliers-api-2026v1/_sandbox/echo/smuggled")
         expectSettled(h)
         #expect(h.state.apiRequests == 1)
     }
@@ -210,14 +210,14 @@ import Testing
     @Test func pipelinedRequestsAreAnsweredInOrder() throws {
         let h = try Harness()
         let client = try h.client()
-        try client.send("GET /suppliers-api-2026v1/one HTTP/1.1\r\nHost: p\r\n\r\nGET /suppliers-api-2026v1/two HTTP/1.1\r\nHost: p\r\n\r\n"
+        try client.send("GET /suppliers-api-2026v1/_sandbox/echo/one HTTP/1.1\r\nHost: p\r\n\r\nGET /suppliers-api-2026v1/_sandbox/echo/two HTTP/1.1\r\nHost: p\r\n\r\n"
             + Self.post + "Content-Length: 5\r\n\r\nthree")
         let one = try client.readResponse()
         let two = try client.readResponse()
         let three = try client.readResponse()
         #expect([one.status, two.status, three.status] == [Int](repeating: 200, count: 3))
-        #expect(one.json["target"] as? String == "/suppliers-api-2026v1/one")
-        #expect(two.json["target"] as? String == "/suppliers-api-2026v1/two")
+        #expect(one.json["target"] as? String == "/suppliers-api-2026v1/_sandbox/echo/one")
+        #expect(two.json["target"] as? String == "/suppliers-api-2026v1/_sandbox/echo/two")
         #expect(three.json["body"] as? String == "three")
         #expect(h.state.apiRequests == 3)
     }
@@ -232,7 +232,7 @@ import Testing
         #expect(first.json["body"] as? String == "hello")
         let second = try client.readResponse()
         #expect(second.status == 200)
-        #expect(second.json["target"] as? String == "/suppliers-api-2026v1/smuggled")
+        #expect(second.json["target"] as? String == "/suppliers-api-2026v1/_sandbox/echo/smuggled")
         expectSettled(h)
         #expect(h.state.apiRequests == 2)
 
@@ -252,7 +252,7 @@ import Testing
 
         // The request behind the chunked body is itself malformed: refused, never proxied.
         let bad = try h.client()
-        try bad.send(Self.chunkedPost + "5\r\nhello\r\n0\r\n\r\n" + "GET /suppliers-api-2026v1/smuggled HTTP/1.1\r\nHost: p\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        try bad.send(Self.chunkedPost + "5\r\nhello\r\n0\r\n\r\n" + "GET /suppliers-api-2026v1/_sandbox/echo/smuggled HTTP/1.1\r\nHost: p\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
         #expect(try bad.readResponse().status == 200)
         let refused = try bad.readResponse()
         #expect(refused.status == 400)
@@ -285,14 +285,14 @@ import Testing
     @Test func http10WithoutHostIsServed() throws {
         let h = try Harness()
         let client = try h.client()
-        try client.send("GET /suppliers-api-2026v1/old HTTP/1.0\r\n\r\n")
+        try client.send("GET /suppliers-api-2026v1/_sandbox/echo/old HTTP/1.0\r\n\r\n")
         let raw = try readRaw(client)
         guard case .complete(let response) = classify(raw.bytes) else {
             Issue.record("not a complete response: \(String(decoding: raw.bytes.prefix(300), as: UTF8.self).debugDescription)")
             return
         }
         #expect(response.status == 200)
-        #expect(response.json["target"] as? String == "/suppliers-api-2026v1/old")
+        #expect(response.json["target"] as? String == "/suppliers-api-2026v1/_sandbox/echo/old")
         #expect((response.json["headers"] as? [String: String])?["host"]?.hasPrefix("127.0.0.1:") == true)
         #expect(response.header("transfer-encoding") == nil)   // an HTTP/1.0 client knows no chunked
         #expect(h.state.apiRequests == 1)
@@ -302,9 +302,9 @@ import Testing
         let h = try Harness()
         let client = try h.client()
         for (target, expected) in [
-            ("http://evil.example:9999/suppliers-api-2026v1/x?y=1", "/suppliers-api-2026v1/x?y=1"),
-            ("https://169.254.169.254/suppliers-api-2026v1/meta", "/suppliers-api-2026v1/meta"),
-            ("HTTP://EVIL.EXAMPLE/suppliers-api-2026v1/upper", "/suppliers-api-2026v1/upper"),
+            ("http://evil.example:9999/suppliers-api-2026v1/_sandbox/echo/x?y=1", "/suppliers-api-2026v1/_sandbox/echo/x?y=1"),
+            ("https://169.254.169.254/suppliers-api-2026v1/_sandbox/echo/meta", "/suppliers-api-2026v1/_sandbox/echo/meta"),
+            ("HTTP://EVIL.EXAMPLE/suppliers-api-2026v1/_sandbox/echo/upper", "/suppliers-api-2026v1/_sandbox/echo/upper"),
         ] {
             let response = try client.request("GET", target, host: "evil.example")
             #expect(response.status == 200)
@@ -314,7 +314,7 @@ import Testing
         #expect(h.state.apiRequests == 3)
         // Other schemes are not forwarded anywhere.
         let other = try h.client()
-        let refused = try other.request("GET", "ftp://evil.example/suppliers-api-2026v1/x")
+        let refused = try other.request("GET", "ftp://evil.example/suppliers-api-2026v1/_sandbox/echo/x")
         #expect(refused.status == 400)
         #expect(refused.header("content-type") == "application/problem+json")
         expectSettled(h)
@@ -367,7 +367,7 @@ import Testing
         defer { fake.stop() }
         let h = try Harness(api: fake)
         let client = try h.client()
-        let response = try client.request("GET", "/suppliers-api-2026v1/x")
+        let response = try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/x")
         #expect(response.status == 502, "\(bad.name)")
         #expect(response.header("content-type") == "application/problem+json", "\(bad.name)")
         #expect(response.json["type"] as? String == "urn:floriday-proxy:problem:upstream-invalid-response", "\(bad.name): \(response.bodyString)")
@@ -375,7 +375,7 @@ import Testing
         // The request was sent once: an invalid response is not a reason to send it again.
         #expect(fake.requests.count == 1, "\(bad.name)")
         // The proxy stays usable on the same connection.
-        let again = try client.request("GET", "/suppliers-api-2026v1/y")
+        let again = try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/y")
         #expect(again.status == 502, "\(bad.name)")
     }
 
@@ -402,7 +402,7 @@ import Testing
         defer { fake.stop() }
         let h = try Harness(api: fake)
         let client = try h.client()
-        try client.send("GET /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p\r\n\r\n")
+        try client.send("GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p\r\n\r\n")
         let raw = try readResponseOrClose(client)
         expectBrokenOr502(raw, bad.name)
         #expect(fake.requests.count == 1, "\(bad.name): sent \(fake.requests.count) times")
@@ -422,7 +422,7 @@ import Testing
             defer { fake.stop() }
             let h = try Harness(api: fake)
             let client = try h.client()
-            try client.send("GET /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p\r\n\r\n")
+            try client.send("GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p\r\n\r\n")
             let raw = try readResponseOrClose(client)
             expectBrokenOr502(raw, chunked ? "chunked reset" : "content-length reset")
             // The proxy itself is fine.
@@ -443,7 +443,7 @@ import Testing
         // HTTP/1.1 client: re-framed as chunked, complete, connection kept.
         let client = try h.client()
         for _ in 0..<2 {
-            let response = try client.request("GET", "/suppliers-api-2026v1/x")
+            let response = try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/x")
             #expect(response.status == 200)
             #expect(response.header("transfer-encoding") == "chunked")
             #expect(response.header("content-length") == nil)
@@ -451,7 +451,7 @@ import Testing
         }
         // HTTP/1.0 client: delimited by close, as it came.
         let old = try h.client()
-        try old.send("GET /suppliers-api-2026v1/x HTTP/1.0\r\n\r\n")
+        try old.send("GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.0\r\n\r\n")
         let raw = try readRaw(old)
         guard case .complete(let response) = classify(raw.bytes) else {
             Issue.record("HTTP/1.0: not a complete response")
@@ -468,8 +468,8 @@ import Testing
             while let request = connection.readRequest() {
                 switch (request.method, request.target) {
                 case ("HEAD", _): connection.write("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1234\r\n\r\n")
-                case (_, "/suppliers-api-2026v1/204"): connection.write("HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n")
-                case (_, "/suppliers-api-2026v1/304"): connection.write("HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n")
+                case (_, "/suppliers-api-2026v1/_sandbox/echo/204"): connection.write("HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n")
+                case (_, "/suppliers-api-2026v1/_sandbox/echo/304"): connection.write("HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n")
                 default: connection.write("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nafter")
                 }
             }
@@ -479,23 +479,23 @@ import Testing
         let client = try h.client()
         // Each response is followed by a normal one on the same connection: any stray body
         // byte would show up as garbage where the next status line should be.
-        let head = try client.request("HEAD", "/suppliers-api-2026v1/x")
+        let head = try client.request("HEAD", "/suppliers-api-2026v1/_sandbox/echo/x")
         #expect(head.status == 200)
         #expect(head.body.isEmpty)
         #expect(head.header("transfer-encoding") == nil)
-        #expect(try client.request("GET", "/suppliers-api-2026v1/after").bodyString == "after")
-        let noContent = try client.request("GET", "/suppliers-api-2026v1/204")
+        #expect(try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/after").bodyString == "after")
+        let noContent = try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/204")
         #expect(noContent.status == 204)
         #expect(noContent.body.isEmpty)
         #expect(noContent.header("content-length") == nil && noContent.header("transfer-encoding") == nil)
-        #expect(try client.request("GET", "/suppliers-api-2026v1/after").bodyString == "after")
-        let notModified = try client.request("GET", "/suppliers-api-2026v1/304")
+        #expect(try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/after").bodyString == "after")
+        let notModified = try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/304")
         #expect(notModified.status == 304)
         #expect(notModified.body.isEmpty)
         #expect(notModified.header("transfer-encoding") == nil)
         #expect(notModified.header("etag") == "\"v1\"")
         // Raw check: after the 304's head, the very next bytes are the next status line.
-        try client.send("GET /suppliers-api-2026v1/304 HTTP/1.1\r\nHost: p\r\n\r\nGET /suppliers-api-2026v1/after HTTP/1.1\r\nHost: p\r\n\r\n")
+        try client.send("GET /suppliers-api-2026v1/_sandbox/echo/304 HTTP/1.1\r\nHost: p\r\n\r\nGET /suppliers-api-2026v1/_sandbox/echo/after HTTP/1.1\r\nHost: p\r\n\r\n")
         var raw: [UInt8] = []
         while raw.count < 40 || !String(decoding: raw, as: UTF8.self).hasSuffix("after") {
             guard let chunk = try client.readSome() else { break }
@@ -516,11 +516,11 @@ import Testing
         let fake = try FakeUpstream { connection in
             while let request = connection.readRequest() {
                 switch (request.method, request.target) {
-                case (_, "/suppliers-api-2026v1/first"):
+                case (_, "/suppliers-api-2026v1/_sandbox/echo/first"):
                     connection.write("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirstHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\ninjected")
                 case ("HEAD", _):
                     connection.write("HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\ninjected")
-                case (_, "/suppliers-api-2026v1/late"):
+                case (_, "/suppliers-api-2026v1/_sandbox/echo/late"):
                     connection.write("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate")
                     connection.pause(0.1)
                     connection.write("HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\ninjected")
@@ -533,18 +533,18 @@ import Testing
         defer { fake.stop() }
         let h = try Harness(api: fake)
         let client = try h.client()
-        for first in ["/suppliers-api-2026v1/first", "/suppliers-api-2026v1/late"] {
+        for first in ["/suppliers-api-2026v1/_sandbox/echo/first", "/suppliers-api-2026v1/_sandbox/echo/late"] {
             let response = try client.request("GET", first)
             #expect(response.status == 200)
             #expect(response.bodyString == String(first.split(separator: "/").last!))
             if first.hasSuffix("late") { Thread.sleep(forTimeInterval: 0.3) }
-            let next = try client.request("GET", "/suppliers-api-2026v1/next")
-            #expect(next.bodyString == "/suppliers-api-2026v1/next", "served \(next.bodyString.debugDescription) after \(first)")
+            let next = try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/next")
+            #expect(next.bodyString == "/suppliers-api-2026v1/_sandbox/echo/next", "served \(next.bodyString.debugDescription) after \(first)")
         }
-        let head = try client.request("HEAD", "/suppliers-api-2026v1/x")
+        let head = try client.request("HEAD", "/suppliers-api-2026v1/_sandbox/echo/x")
         #expect(head.status == 200 && head.body.isEmpty)
-        let next = try client.request("GET", "/suppliers-api-2026v1/after-head")
-        #expect(next.bodyString == "/suppliers-api-2026v1/after-head")
+        let next = try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/after-head")
+        #expect(next.bodyString == "/suppliers-api-2026v1/_sandbox/echo/after-head")
         #expect(fake.connections >= 4)   // every desynchronised connection was dropped
     }
 
@@ -567,8 +567,8 @@ import Testing
         }
         let client = try h.client(timeout: 15)
         for round in 0..<3 {
-            #expect(try client.request("GET", "/suppliers-api-2026v1/first").bodyString == "first", "round \(round)")
-            let next = try client.request("GET", "/suppliers-api-2026v1/next")
+            #expect(try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/first").bodyString == "first", "round \(round)")
+            let next = try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/next")
             #expect(next.status == 200, "round \(round): \(next.status) \(next.bodyString)")
         }
         #expect(eventually { h.proxy.pools.stats.openConnections <= 1 },
@@ -590,13 +590,13 @@ import Testing
         let client = try h.client()
         // Each time, the pool has seen the server's close (the connection no longer counts)
         // before the next request; the race of a close arriving with the request is the next test's.
-        #expect(try client.request("GET", "/suppliers-api-2026v1/a").bodyString == "/suppliers-api-2026v1/a")
+        #expect(try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/a").bodyString == "/suppliers-api-2026v1/_sandbox/echo/a")
         #expect(eventually { h.proxy.pools.stats.openConnections == 0 }, "the pool never noticed the server's close")
-        #expect(try client.request("GET", "/suppliers-api-2026v1/b").bodyString == "/suppliers-api-2026v1/b")
+        #expect(try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/b").bodyString == "/suppliers-api-2026v1/_sandbox/echo/b")
         #expect(eventually { h.proxy.pools.stats.openConnections == 0 }, "the pool never noticed the server's close")
-        let post = try client.request("POST", "/suppliers-api-2026v1/c", body: Array("x=1".utf8))
+        let post = try client.request("POST", "/suppliers-api-2026v1/_sandbox/echo/c", body: Array("x=1".utf8))
         #expect(post.status == 200)
-        #expect(fake.requests.map(\.target) == ["/suppliers-api-2026v1/a", "/suppliers-api-2026v1/b", "/suppliers-api-2026v1/c"])
+        #expect(fake.requests.map(\.target) == ["/suppliers-api-2026v1/_sandbox/echo/a", "/suppliers-api-2026v1/_sandbox/echo/b", "/suppliers-api-2026v1/_sandbox/echo/c"])
         #expect(fake.requests.last?.body == Array("x=1".utf8))
     }
 
@@ -621,11 +621,11 @@ import Testing
         let h = try Harness(api: fake)
         let client = try h.client()
         // Connection 0 serves /a, then swallows /b and closes; /b is retried on connection 1.
-        #expect(try client.request("GET", "/suppliers-api-2026v1/a").status == 200)
-        let retried = try client.request("GET", "/suppliers-api-2026v1/b")
+        #expect(try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/a").status == 200)
+        let retried = try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/b")
         #expect(retried.status == 200)
-        #expect(retried.bodyString == "/suppliers-api-2026v1/b")
-        #expect(fake.requests.filter { $0.target == "/suppliers-api-2026v1/b" }.map(\.connection) == [0, 1])
+        #expect(retried.bodyString == "/suppliers-api-2026v1/_sandbox/echo/b")
+        #expect(fake.requests.filter { $0.target == "/suppliers-api-2026v1/_sandbox/echo/b" }.map(\.connection) == [0, 1])
 
         // Another API whose first connection serves /c, then swallows the POST and closes:
         // 502, and the POST was sent once.
@@ -638,8 +638,8 @@ import Testing
         defer { fake2.stop() }
         let h2 = try Harness(api: fake2)
         let postClient = try h2.client()
-        #expect(try postClient.request("GET", "/suppliers-api-2026v1/c").status == 200)
-        let post = try postClient.request("POST", "/suppliers-api-2026v1/orders", body: Array("{\"order\":1}".utf8))
+        #expect(try postClient.request("GET", "/suppliers-api-2026v1/_sandbox/echo/c").status == 200)
+        let post = try postClient.request("POST", "/suppliers-api-2026v1/_sandbox/echo/orders", body: Array("{\"order\":1}".utf8))
         #expect(post.status == 502)
         #expect(post.json["type"] as? String == "urn:floriday-proxy:problem:upstream-connection-closed")
         expectSettled(h2)
@@ -654,7 +654,7 @@ import Testing
             // A request on a starved loop waits this long for a free connection, then fails.
             $0.timeouts.connect = .seconds(5)
         }
-        #expect(try h.client().request("GET", "/suppliers-api-2026v1/warm").status == 200)
+        #expect(try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/warm").status == 200)
         for i in 0..<4 {   // alternating loops: two leavers per loop
             let client = try h.client()
             try client.send("GET /suppliers-api-x/_sandbox/bytes?size=50000000 HTTP/1.1\r\nHost: p\r\n\r\n")
@@ -682,7 +682,7 @@ import Testing
         // A leaked slot shows as a request that waited for a free connection and failed (a 5xx),
         // not as a slow success: the status says it all, however busy the machine.
         for i in 0..<4 {
-            let response = try h.client(timeout: 30).request("GET", "/suppliers-api-2026v1/after-\(i)")
+            let response = try h.client(timeout: 30).request("GET", "/suppliers-api-2026v1/_sandbox/echo/after-\(i)")
             #expect(response.status == 200, "request \(i) after the leavers: \(response.status) \(response.json["type"] ?? "")")
         }
         // Nothing half-used is kept: at most the idle connections of the requests just made.
@@ -696,14 +696,14 @@ import Testing
         // timeout restarted by every byte would come only 6 s after the last one (26 s).
         let headTimeout = 6.0
         let h = try Harness { $0.timeouts.requestHead = .seconds(headTimeout) }
-        #expect(try h.client().request("GET", "/suppliers-api-2026v1/warm").status == 200)
+        #expect(try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/warm").status == 200)
         let outcome = Locked<(status: Int, elapsed: Double, closed: Bool)?>(nil)
         let done = DispatchSemaphore(value: 0)
         let port = h.port
         Thread {
             defer { done.signal() }
             guard let slow = try? TestClient(port: port, timeout: 15) else { return }
-            let head = Array("GET /suppliers-api-2026v1/slow HTTP/1.1\r\nHost: p\r\nX-Slow: 1234567890\r\n\r\n".utf8)
+            let head = Array("GET /suppliers-api-2026v1/_sandbox/echo/slow HTTP/1.1\r\nHost: p\r\nX-Slow: 1234567890\r\n\r\n".utf8)
             let started = Date()
             for byte in head.prefix(20) {
                 guard (try? slow.send([byte])) != nil else { break }
@@ -716,7 +716,7 @@ import Testing
         // Meanwhile another client is served, repeatedly, long before the slow head times out.
         for i in 0..<5 {
             let started = Date()
-            #expect(try h.client().request("GET", "/suppliers-api-2026v1/fast-\(i)").status == 200)
+            #expect(try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/fast-\(i)").status == 200)
             #expect(Date().timeIntervalSince(started) < headTimeout / 2)
             Thread.sleep(forTimeInterval: 0.2)   // pacing, not waiting for anything
         }
@@ -734,13 +734,13 @@ import Testing
     /// can free them.
     @Test func brokenConnectionsLeakNoDescriptors() throws {
         let h = try Harness { $0.timeouts.requestHead = .seconds(60) }
-        #expect(try h.client().request("GET", "/suppliers-api-2026v1/warm").status == 200)
+        #expect(try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/warm").status == 200)
         #expect(eventually { h.proxy.activeClientConnections == 0 })
         Thread.sleep(forTimeInterval: 0.2)
         let port = h.port
         let baselineFDs = ProcessStats.openFileDescriptors()
         let baselineSockets = socketsOn(port: port)
-        let partial = Array("GET /suppliers-api-2026v1/x HTTP/1.1\r\nHost: p\r\nX-Partial: ".utf8)
+        let partial = Array("GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p\r\nX-Partial: ".utf8)
         var made = 0
         for batch in 0..<20 {
             var fds: [Int32] = []
@@ -771,7 +771,7 @@ import Testing
         // earlier tests still held may close meanwhile, so only growth counts).
         let fdsReturned = eventually(timeout: settleTime) { ProcessStats.openFileDescriptors() - baselineFDs <= 5 }
         #expect(fdsReturned, "open descriptors: \(ProcessStats.openFileDescriptors()), baseline \(baselineFDs)")
-        #expect(try h.client().request("GET", "/suppliers-api-2026v1/after").status == 200)
+        #expect(try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/after").status == 200)
     }
 
     /// Graceful stop with a request in flight (an API that takes 800 ms to answer): the request
@@ -790,9 +790,9 @@ import Testing
         defer { answerSlow.signal() }
         let h = try Harness(api: fake)
         let idle = try h.client()
-        #expect(try idle.request("GET", "/suppliers-api-2026v1/warm").status == 200)
+        #expect(try idle.request("GET", "/suppliers-api-2026v1/_sandbox/echo/warm").status == 200)
         let busy = try h.client()
-        try busy.send("GET /suppliers-api-2026v1/slow HTTP/1.1\r\nHost: p\r\n\r\n")
+        try busy.send("GET /suppliers-api-2026v1/_sandbox/echo/slow HTTP/1.1\r\nHost: p\r\n\r\n")
         #expect(eventually { h.proxy.stats.requestsInFlight == 1 && fake.requests.count == 2 })
         let completed = Locked<Date?>(nil)
         // A grace period far beyond any wait below: the completion must come from the request
@@ -825,7 +825,7 @@ import Testing
         // The partial head follows a whole request in the same write: once that request's
         // response is here, the proxy has read the partial head too (and parsed it in the turn
         // of its loop that finished the response, before any later work on that loop).
-        try client.send("GET /suppliers-api-2026v1/warm HTTP/1.1\r\nHost: p\r\n\r\nGET /suppliers-api-2026v1/late HTTP/1.1\r\nHost: p\r\n")
+        try client.send("GET /suppliers-api-2026v1/_sandbox/echo/warm HTTP/1.1\r\nHost: p\r\n\r\nGET /suppliers-api-2026v1/_sandbox/echo/late HTTP/1.1\r\nHost: p\r\n")
         #expect(try client.readResponse().status == 200)
         let completed = Locked(false)
         h.proxy.shutdown(grace: .seconds(120)) { completed.withLock { $0 = true } }
@@ -835,7 +835,7 @@ import Testing
         try client.send("\r\n")
         let response = try client.readResponse()
         #expect(response.status == 200, "\(response.status) \(response.bodyString)")
-        #expect(response.json["target"] as? String == "/suppliers-api-2026v1/late")
+        #expect(response.json["target"] as? String == "/suppliers-api-2026v1/_sandbox/echo/late")
         #expect(response.header("connection")?.lowercased() == "close")
         #expect(eventually { completed.withLock { $0 } })
     }
@@ -843,7 +843,7 @@ import Testing
     /// The same with the sandbox's own slow route, `/_sandbox/delay`.
     @Test func gracefulShutdownWithTheSandboxDelayRoute() throws {
         let h = try Harness()
-        #expect(try h.client().request("GET", "/suppliers-api-2026v1/warm").status == 200)
+        #expect(try h.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/warm").status == 200)
         let busy = try h.client()
         try busy.send("GET /suppliers-api-2026v1/_sandbox/delay?ms=800 HTTP/1.1\r\nHost: p\r\n\r\n")
         // In flight: the sandbox has it (it counts a streamed route when the head arrives).

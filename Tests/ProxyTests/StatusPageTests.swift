@@ -23,13 +23,13 @@ import Testing
             admin = try AdminServer(proxy: harness.proxy, registry: holder.registry, address: SocketAddress(ip: "127.0.0.1", port: 0)!)
             admin.start()
             let client = try harness.client()
-            for _ in 0..<5 { #expect(try client.request("GET", "/suppliers-api-2026v1/trade-items?secret-query=1").status == 200) }
+            for _ in 0..<5 { #expect(try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/trade-items?secret-query=1").status == 200) }
             harness.state.revokeAllTokens()   // the next request gets 401, a fresh token and a replay
-            #expect(try client.request("GET", "/suppliers-api-2026v1/x").status == 200)
-            #expect(try client.request("TRACE", "/suppliers-api-2026v1/trace-me?q=private", headers: [("X-Request-Id", traceID)]).status == 405)
+            #expect(try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/x").status == 200)
+            #expect(try client.request("TRACE", "/suppliers-api-2026v1/_sandbox/echo/trace-me?q=private", headers: [("X-Request-Id", traceID)]).status == 405)
             harness.state.idmFailure = .invalidClient
             harness.state.revokeAllTokens()
-            let refused = try client.request("GET", "/suppliers-api-2026v1/sales-orders")
+            let refused = try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/sales-orders")
             #expect(refused.status == 503)
         }
 
@@ -92,7 +92,7 @@ import Testing
         #expect(errors[0]["status"] as? Int == 503)
         #expect(errors[1]["type"] as? String == "method-not-allowed")
         #expect(errors[1]["method"] as? String == "TRACE")
-        #expect(errors[1]["path"] as? String == "/suppliers-api-2026v1/trace-me")   // no query
+        #expect(errors[1]["path"] as? String == "/suppliers-api-2026v1/_sandbox/echo/trace-me")   // no query
         #expect(errors[1]["requestId"] as? String == scene.traceID)
         #expect(json["organizations"] == nil)
 
@@ -180,7 +180,7 @@ import Testing
         #expect(rows.count == 2)
         #expect(rows.first?.contains("token-unavailable") == true)
         #expect(rows.last?.contains("method-not-allowed") == true)
-        #expect(rows.last?.contains("/suppliers-api-2026v1/trace-me<") == true)
+        #expect(rows.last?.contains("/suppliers-api-2026v1/_sandbox/echo/trace-me<") == true)
         #expect(rows.last?.contains(scene.traceID) == true)
         // The chart: a 2xx path with a column per second that had requests.
         let chartStart = try #require(dom.range(of: "<svg id=\"requests-chart\""))

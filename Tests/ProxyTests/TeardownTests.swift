@@ -43,7 +43,7 @@ import Testing
     @Test func aConnectionWhoseBodyCameInPiecesIsIdleAfterTheResponse() throws {
         let h = try Harness()
         let client = try h.client(timeout: 5)
-        try client.send("POST /suppliers-api-2024v2/x HTTP/1.1\r\nHost: p\r\nContent-Length: 10\r\n\r\nhello")
+        try client.send("POST /suppliers-api-2024v2/_sandbox/echo/x HTTP/1.1\r\nHost: p\r\nContent-Length: 10\r\n\r\nhello")
         // The body's first half is read and parsed on its own: it came with the head, and the
         // head has been parsed once the request counts as in flight.
         #expect(eventually { h.proxy.stats.requestsInFlight == 1 })

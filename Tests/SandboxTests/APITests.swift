@@ -11,7 +11,7 @@ import Testing
     }
 
     @Test func missingTokenIs401WithChallenge() throws {
-        let response = sandbox.callAPI("/suppliers-api-2026v1/trade-items", token: nil)
+        let response = sandbox.callAPI("/suppliers-api-2026v1/_sandbox/echo/trade-items", token: nil)
         #expect(response.status == 401)
         #expect(response.header("WWW-Authenticate") == "Bearer")
         #expect(response.header("Content-Type") == "application/problem+json; charset=utf-8")
@@ -25,7 +25,7 @@ import Testing
     }
 
     @Test func unknownTokenIs401() {
-        let response = sandbox.callAPI("/suppliers-api-2026v1/trade-items", token: "eyJ.forged.token")
+        let response = sandbox.callAPI("/suppliers-api-2026v1/_sandbox/echo/trade-items", token: "eyJ.forged.token")
         #expect(response.status == 401)
         #expect(response.header("WWW-Authenticate") == #"Bearer error="invalid_token""#)
     }
@@ -34,8 +34,8 @@ import Testing
         let revoked = token()
         let kept = token()
         sandbox.revoke(token: revoked)
-        #expect(sandbox.callAPI("/suppliers-api-2026v1/trade-items", token: revoked).status == 401)
-        #expect(sandbox.callAPI("/suppliers-api-2026v1/trade-items", token: kept).status == 200)
+        #expect(sandbox.callAPI("/suppliers-api-2026v1/_sandbox/echo/trade-items", token: revoked).status == 401)
+        #expect(sandbox.callAPI("/suppliers-api-2026v1/_sandbox/echo/trade-items", token: kept).status == 200)
     }
 
     @Test func revokeAllTokensRefusesEarlierTokensOnly() {
@@ -43,11 +43,11 @@ import Testing
         #expect(sandbox.revokeAllTokens() == 2)
         let after = token()
         for t in before {
-            let response = sandbox.callAPI("/customers-api-2026v1/trade-items", token: t)
+            let response = sandbox.callAPI("/customers-api-2026v1/_sandbox/echo/trade-items", token: t)
             #expect(response.status == 401)
             #expect(response.header("WWW-Authenticate") == #"Bearer error="invalid_token""#)
         }
-        #expect(sandbox.callAPI("/customers-api-2026v1/trade-items", token: after).status == 200)
+        #expect(sandbox.callAPI("/customers-api-2026v1/_sandbox/echo/trade-items", token: after).status == 200)
         #expect(sandbox.apiUnauthorized == 2)
     }
 
@@ -69,19 +69,19 @@ import Testing
         #expect(try jsonObject(response)["expires_in"] as? Int == 5)
         let t = try accessToken(response)
         sandbox.advanceClock(by: 5)
-        #expect(sandbox.callAPI("/suppliers-api-2026v1/x", token: t).status == 401)
+        #expect(sandbox.callAPI("/suppliers-api-2026v1/_sandbox/echo/x", token: t).status == 401)
     }
 
     @Test func wrongOrMissingAPIKeyIs403() throws {
         let t = token()
         for key in ["not-the-key", nil] {
-            let response = sandbox.callAPI("/suppliers-api-2026v1/trade-items", token: t, key: key)
+            let response = sandbox.callAPI("/suppliers-api-2026v1/_sandbox/echo/trade-items", token: t, key: key)
             #expect(response.status == 403)
             #expect(response.header("Content-Type") == "application/problem+json; charset=utf-8")
             #expect(try jsonObject(response)["status"] as? Int == 403)
         }
         // The token is checked first, as by the real API.
-        #expect(sandbox.callAPI("/suppliers-api-2026v1/trade-items", token: "bad", key: "bad").status == 401)
+        #expect(sandbox.callAPI("/suppliers-api-2026v1/_sandbox/echo/trade-items", token: "bad", key: "bad").status == 401)
         #expect(sandbox.apiUnauthorized == 1)
     }
 
@@ -123,7 +123,7 @@ import Testing
     }
 
     @Test func echoReturnsTheRequestAsReceived() throws {
-        let target = "/suppliers-api-2026v1/trade-items?x=a%2Fb&y=%20"
+        let target = "/suppliers-api-2026v1/_sandbox/echo/trade-items?x=a%2Fb&y=%20"
         let t = token()
         let response = sandbox.callAPI(target, method: "PUT", token: t, headers: [("Accept", "application/json"), ("X-Multi", "1"), ("x-multi", "2")],
             body: Array(#"{"naïve":true}"#.utf8))
@@ -142,17 +142,17 @@ import Testing
 
     @Test func echoOmitsBinaryAndLargeBodies() throws {
         let t = token()
-        let binary = try jsonObject(sandbox.callAPI("/customers-api-2026v1/x", method: "POST", token: t, body: [0xff, 0xfe, 0x00]))
+        let binary = try jsonObject(sandbox.callAPI("/customers-api-2026v1/_sandbox/echo/x", method: "POST", token: t, body: [0xff, 0xfe, 0x00]))
         #expect(binary["bodyBytes"] as? Int == 3)
         #expect(binary["body"] is NSNull)
 
         let large = [UInt8](repeating: UInt8(ascii: "a"), count: 64 * 1024 + 1)
-        let echo = try jsonObject(sandbox.callAPI("/customers-api-2026v1/x", method: "POST", token: t, body: large))
+        let echo = try jsonObject(sandbox.callAPI("/customers-api-2026v1/_sandbox/echo/x", method: "POST", token: t, body: large))
         #expect(echo["bodyBytes"] as? Int == large.count)
         #expect(echo["body"] is NSNull)
 
         let limit = [UInt8](repeating: UInt8(ascii: "a"), count: 64 * 1024)
-        let atLimit = try jsonObject(sandbox.callAPI("/customers-api-2026v1/x", method: "POST", token: t, body: limit))
+        let atLimit = try jsonObject(sandbox.callAPI("/customers-api-2026v1/_sandbox/echo/x", method: "POST", token: t, body: limit))
         #expect((atLimit["body"] as? String)?.utf8.count == limit.count)
     }
 
@@ -163,10 +163,10 @@ import Testing
         #expect(response.header("Content-Type") == "application/problem+json; charset=utf-8")
         #expect(try jsonObject(response)["status"] as? Int == 503)
         // Even without credentials: the failure comes before the checks.
-        #expect(sandbox.callAPI("/suppliers-api-2026v1/x", token: nil).status == 503)
+        #expect(sandbox.callAPI("/suppliers-api-2026v1/_sandbox/echo/x", token: nil).status == 503)
         #expect(sandbox.apiRequests == 2)
         sandbox.apiFailure = nil
-        #expect(sandbox.callAPI("/suppliers-api-2026v1/x", token: token()).status == 200)
+        #expect(sandbox.callAPI("/suppliers-api-2026v1/_sandbox/echo/x", token: token()).status == 200)
     }
 
     @Test func isAuthorizedForStreamingRoutes() {
@@ -181,7 +181,7 @@ import Testing
         #expect(sandbox.apiRequests == 0)
 
         let request = SandboxRequest(
-            method: "GET", target: "/suppliers-api-2026v1/big",
+            method: "GET", target: "/suppliers-api-2026v1/_sandbox/echo/big",
             headers: [("authorization", "Bearer " + t), ("x-api-key", apiKey)], body: [])
         #expect(sandbox.checkAPIRequest(request, needScope: nil) == nil)
         #expect(sandbox.apiRequests == 1)

@@ -15,8 +15,8 @@ import Testing
         let token = try accessToken(sandbox.tokenRequest(
             "grant_type=client_credentials&client_id=sandbox-client&client_secret=sandbox-secret"))
         _ = sandbox.tokenRequest("grant_type=client_credentials&client_id=sandbox-client&client_secret=x")
-        _ = sandbox.callAPI("/suppliers-api-2026v1/x", token: token)
-        _ = sandbox.callAPI("/suppliers-api-2026v1/x", token: nil)
+        _ = sandbox.callAPI("/suppliers-api-2026v1/_sandbox/echo/x", token: token)
+        _ = sandbox.callAPI("/suppliers-api-2026v1/_sandbox/echo/x", token: nil)
 
         let stats = try jsonObject(sandbox.get("/_sandbox/stats"))
         #expect(stats["metadataRequests"] as? Int == 1)
@@ -37,7 +37,7 @@ import Testing
         let response = post("/_sandbox/revoke")
         #expect(response.status == 200)
         #expect(try jsonObject(response)["revoked"] as? Int == 1)
-        #expect(sandbox.callAPI("/suppliers-api-2026v1/x", token: token).status == 401)
+        #expect(sandbox.callAPI("/suppliers-api-2026v1/_sandbox/echo/x", token: token).status == 401)
     }
 
     @Test func resetClearsCountersAndFailuresButKeepsTokens() throws {
@@ -45,14 +45,14 @@ import Testing
         sandbox.idmFailure = .status(500)
         sandbox.apiFailure = 503
         sandbox.tokenLifetime = 1
-        _ = sandbox.callAPI("/suppliers-api-2026v1/x", token: token)
+        _ = sandbox.callAPI("/suppliers-api-2026v1/_sandbox/echo/x", token: token)
 
         let stats = try jsonObject(post("/_sandbox/reset"))
         #expect(stats["apiRequests"] as? Int == 0)
         #expect(sandbox.idmFailure == nil)
         #expect(sandbox.apiFailure == nil)
         #expect(sandbox.tokenLifetime == 3600)
-        #expect(sandbox.callAPI("/suppliers-api-2026v1/x", token: token).status == 200)
+        #expect(sandbox.callAPI("/suppliers-api-2026v1/_sandbox/echo/x", token: token).status == 200)
     }
 
     @Test func configureEndpoint() throws {
@@ -86,7 +86,7 @@ import Testing
                 group.addTask {
                     for _ in 0..<50 {
                         let token = sandbox.issueToken(clientID: "sandbox-client", scopes: [])
-                        _ = sandbox.callAPI("/suppliers-api-2026v1/x", token: token)
+                        _ = sandbox.callAPI("/suppliers-api-2026v1/_sandbox/echo/x", token: token)
                         if i == 0 { sandbox.revokeAllTokens() }
                     }
                 }

@@ -15,7 +15,7 @@ import Testing
         #expect(doc["grant_types_supported"] as? [String] == ["client_credentials"])
         #expect(doc["token_endpoint_auth_methods_supported"] as? [String] == ["client_secret_basic", "client_secret_post"])
         #expect(doc["scopes_supported"] as? [String] == SandboxClient.floridayScopes)
-        #expect(SandboxClient.floridayScopes.count == 10)
+        #expect(SandboxClient.floridayScopes.count == 23)
 
         // The OpenID name and the RFC 8414 §3.1 location serve the same document.
         #expect(sandbox.get("/oauth2/ausSandbox/.well-known/openid-configuration").status == 200)
@@ -125,11 +125,11 @@ import Testing
 
     @Test func invalidScope() throws {
         let response = makeSandbox().tokenRequest(
-            "grant_type=client_credentials&scope=role:app%20contract:write&client_id=sandbox-client&client_secret=sandbox-secret")
+            "grant_type=client_credentials&scope=role:app%20admin:write&client_id=sandbox-client&client_secret=sandbox-secret")
         #expect(response.status == 400)
         let body = try jsonObject(response)
         #expect(body["error"] as? String == "invalid_scope")
-        #expect((body["error_description"] as? String)?.contains("contract:write") == true)
+        #expect((body["error_description"] as? String)?.contains("admin:write") == true)
     }
 
     @Test func unsupportedGrantType() throws {
