@@ -9,8 +9,9 @@ SWIFT ?= swift
 SYSTEM_PACKAGES := libssl-dev libnghttp2-dev pkg-config
 # docker-compose: validates the Compose file statically (no engine needed) during the tests;
 # nghttp2-client: a second, independent HTTP/2 client in the tests;
-# chromium: the status page in a real (headless) browser; prometheus: promtool checks the alert rules
-TEST_PACKAGES := $(SYSTEM_PACKAGES) docker-compose nghttp2-client chromium prometheus
+# chromium: the status page in a real (headless) browser; prometheus: promtool checks the alert rules;
+# python3-venv: kubernetes-validate (PyPI) checks the Kubernetes manifests; haproxy: checks docker/haproxy.cfg
+TEST_PACKAGES := $(SYSTEM_PACKAGES) docker-compose nghttp2-client chromium prometheus python3-venv haproxy
 # stress-ng: loads the cores while `make test-stress` runs the suite
 STRESS_PACKAGES := $(TEST_PACKAGES) stress-ng
 BENCH_PACKAGES := nginx-light wrk curl openssl nghttp2-client linux-perf
@@ -52,6 +53,7 @@ test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
 	FLORIDAY_PROXY_BIN=$$($(SWIFT) build --show-bin-path)/floriday-proxy bash docker/validate.sh
+	FLORIDAY_PROXY_BIN=$$($(SWIFT) build --show-bin-path)/floriday-proxy bash docker/kubernetes/validate.sh
 
 # The whole test suite RUNS times in a row (default 10) while `stress-ng --cpu 2` keeps both
 # cores of a two-core machine busy; every failure is reported with its test's name and run.
