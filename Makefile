@@ -6,12 +6,13 @@
 #   make test-stress  the whole suite 10 times while stress-ng loads every core
 
 SWIFT ?= swift
-SYSTEM_PACKAGES := libssl-dev libnghttp2-dev pkg-config
+SYSTEM_PACKAGES := libssl-dev libnghttp2-dev libhiredis-dev pkg-config
 # docker-compose: validates the Compose file statically (no engine needed) during the tests;
 # nghttp2-client: a second, independent HTTP/2 client in the tests;
 # chromium: the status page in a real (headless) browser; prometheus: promtool checks the alert rules;
+# redis-server: the shared rate budget's tests run against a real one;
 # python3-venv: kubernetes-validate (PyPI) checks the Kubernetes manifests; haproxy: checks docker/haproxy.cfg
-TEST_PACKAGES := $(SYSTEM_PACKAGES) docker-compose nghttp2-client chromium prometheus python3-venv haproxy
+TEST_PACKAGES := $(SYSTEM_PACKAGES) docker-compose nghttp2-client chromium prometheus redis-server python3-venv haproxy
 # stress-ng: loads the cores while `make test-stress` runs the suite
 STRESS_PACKAGES := $(TEST_PACKAGES) stress-ng
 BENCH_PACKAGES := nginx-light wrk curl openssl nghttp2-client linux-perf
