@@ -18,7 +18,8 @@ public final class SharedTokenBuckets {
     }
 
     /// KEYS[1] the bucket; ARGV: rate (tokens/s), burst, max wait (ms), mode ("take" or
-    /// "drain"), for "drain" how long the bucket stays empty (ms). Returns {granted, wait ms}.
+    /// "drain"), for "drain" how long the bucket stays empty (ms), the reserve (tokens a
+    /// grant must leave in the bucket). Returns {granted, wait ms}.
     static let source = """
         local rate = tonumber(ARGV[1])
         local burst = tonumber(ARGV[2])
@@ -28,14 +29,15 @@ public final class SharedTokenBuckets {
         local tokens = tonumber(state[1]) or burst
         local at = tonumber(state[2]) or now
         if now > at then tokens = math.min(burst, tokens + (now - at) * rate / 1000000) end
+        local reserve = tonumber(ARGV[6]) or 0
         local granted, wait = 1, 0
         if ARGV[4] == 'drain' then
           tokens = math.min(tokens, 0) - tonumber(ARGV[5]) * rate / 1000
           granted = 0
-        elseif tokens >= 1 then
+        elseif tokens >= 1 + reserve then
           tokens = tokens - 1
         else
-          wait = math.ceil((1 - tokens) * 1000 / rate)
+          wait = math.ceil((1 + reserve - tokens) * 1000 / rate)
           if wait > tonumber(ARGV[3]) then granted = 0 else tokens = tokens - 1 end
         end
         redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
@@ -52,10 +54,12 @@ public final class SharedTokenBuckets {
         self.client = client
     }
 
-    /// Takes a token from `key` (a bucket of `burst` tokens refilled at `rate` per second).
-    public func take(key: String, rate: Double, burst: Double, maxWait: Duration,
+    /// Takes a token from `key` (a bucket of `burst` tokens refilled at `rate` per second),
+    /// leaving at least `reserve` tokens in it (a margin for requests admitted here that reach
+    /// Floriday a little later than their turn).
+    public func take(key: String, rate: Double, burst: Double, reserve: Double = 0, maxWait: Duration,
                      completion: @escaping (Result<Answer, RedisError>) -> Void) {
-        script.run(on: client, keys: [key], arguments: [Self.number(rate), Self.number(burst), String(Self.milliseconds(maxWait)), "take", "0"]) { result in
+        script.run(on: client, keys: [key], arguments: [Self.number(rate), Self.number(burst), String(Self.milliseconds(maxWait)), "take", "0", Self.number(reserve)]) { result in
             completion(result.flatMap { reply in
                 guard case .array(let values) = reply, values.count == 2,
                       case .integer(let granted) = values[0], case .integer(let wait) = values[1] else {
@@ -70,7 +74,7 @@ public final class SharedTokenBuckets {
     /// then refills at `rate`. Requests that hold reservations keep them.
     public func drain(key: String, rate: Double, burst: Double, emptyFor: Duration = .zero,
                       completion: @escaping (Result<Void, RedisError>) -> Void) {
-        script.run(on: client, keys: [key], arguments: [Self.number(rate), Self.number(burst), "0", "drain", String(Self.milliseconds(emptyFor))]) { result in
+        script.run(on: client, keys: [key], arguments: [Self.number(rate), Self.number(burst), "0", "drain", String(Self.milliseconds(emptyFor)), "0"]) { result in
             completion(result.map { _ in () })
         }
     }

@@ -30,7 +30,7 @@ extension RedisClient {
 }
 
 extension SharedTokenBuckets {
-    func take(_ key: String, rate: Double, burst: Double, maxWait: Duration) -> Result<Answer, RedisError> {
-        awaitOn(client.loop) { done in self.take(key: key, rate: rate, burst: burst, maxWait: maxWait, completion: done) }
+    func take(_ key: String, rate: Double, burst: Double, reserve: Double = 0, maxWait: Duration) -> Result<Answer, RedisError> {
+        awaitOn(client.loop) { done in self.take(key: key, rate: rate, burst: burst, reserve: reserve, maxWait: maxWait, completion: done) }
     }
 }

@@ -85,6 +85,20 @@ import Testing
         #expect(wait > .milliseconds(1500) && wait <= .milliseconds(2100))
     }
 
+    @Test func aReserveIsLeftInTheBucket() throws {
+        let server = try RedisServer()
+        let a = try buckets(server, loop: 0)
+        // Burst 3, reserve 1: two go at once, the third waits for the bucket to hold 2 again.
+        for _ in 0..<2 {
+            #expect(a.take("r", rate: 1, burst: 3, reserve: 1, maxWait: .zero) == .success(.granted(wait: .zero)))
+        }
+        guard case .success(.refused(let wait)) = a.take("r", rate: 1, burst: 3, reserve: 1, maxWait: .zero) else {
+            Issue.record("the reserve must not be handed out")
+            return
+        }
+        #expect(wait > .milliseconds(500) && wait <= .seconds(1))
+    }
+
     @Test func theKeyExpiresOnceTheBucketWouldBeFull() throws {
         let server = try RedisServer()
         let a = try buckets(server, loop: 0)
