@@ -273,7 +273,8 @@ public final class EventLoop: @unchecked Sendable {
         let now = clock.nanoseconds
         var due: [LoopTimer] = []
         for timer in armedTimers where timer.deadline <= now { due.append(timer) }
-        for timer in due {
+        // A handler may move or stop another timer of the same batch: look again before firing.
+        for timer in due where timer.isArmed && timer.deadline <= now {
             disarm(timer)
             timer.fire()
         }

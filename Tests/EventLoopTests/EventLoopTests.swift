@@ -127,6 +127,32 @@ private func readExactly(_ fd: Int32, _ count: Int) -> [UInt8] {
         #expect(fired.withLock { $0 } == ["moved"])
     }
 
+    @Test func aTimerMovedByAnotherTimerOfTheSameBatchWaitsForItsNewDeadline() throws {
+        // Both come due in the same tick; the first one's handler moves or stops the other
+        // (a connection's read timeout closing it stops its write timer, say).
+        let clock = ManualClock()
+        let loop = EventLoopGroup(loopCount: 1, clock: clock).loops[0]
+        let fired = Locked<[String]>([])
+        var moved: LoopTimer!
+        var stopped: LoopTimer!
+        moved = LoopTimer(loop: loop) { fired.withLock { $0.append("moved") } }
+        stopped = LoopTimer(loop: loop) { fired.withLock { $0.append("stopped") } }
+        let first = LoopTimer(loop: loop) {
+            fired.withLock { $0.append("first") }
+            moved.schedule(after: .seconds(5))
+            stopped.disarm()
+        }
+        onLoop(loop) {
+            first.schedule(after: .seconds(1))
+            moved.schedule(after: .seconds(1))
+            stopped.schedule(after: .seconds(1))
+        }
+        advance(clock, by: .seconds(1), firingTimersOn: [loop])
+        #expect(fired.withLock { $0 } == ["first"])
+        advance(clock, by: .seconds(5), firingTimersOn: [loop])
+        #expect(fired.withLock { $0 } == ["first", "moved"])
+    }
+
     @Test func resolverAnswersOffTheLoop() throws {
         let loop = EventLoopGroup(loopCount: 1).loops[0]
         let done = DispatchSemaphore(value: 0)

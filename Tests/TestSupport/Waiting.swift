@@ -32,7 +32,13 @@ public func onLoop<T>(_ loop: EventLoop, timeout: Double = 30, _ work: @escaping
 
 /// Moves `clock` forward by `duration`, then fires on every loop of `group` the timers that are
 /// now due, and waits until they have run.
+///
+/// Each loop first finishes what it is doing: a loop that has just written a response may
+/// still be in the same turn, about to arm the connection's next timeout, while this thread
+/// has already read the response. Moving the clock before that would arm the timeout from
+/// the new time, and the test would wait for a deadline that never comes.
 public func advance(_ clock: ManualClock, by duration: Duration, firingTimersOn loops: [EventLoop]) {
+    for loop in loops { onLoop(loop) {} }
     clock.advance(by: duration)
     for loop in loops {
         onLoop(loop) { loop.fireDueTimersNow() }
