@@ -55,7 +55,7 @@ let package = Package(
         .target(name: "HTTPServer", dependencies: ["EventLoop", "TLS", "HTTP1", "HTTP2"], swiftSettings: hotPath),
         .target(name: "Upstream", dependencies: ["EventLoop", "TLS", "HTTP1"], swiftSettings: hotPath),
         .target(name: "Auth", dependencies: ["EventLoop", "Upstream", "HTTP1", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "Redis", dependencies: ["CHiredis", "COpenSSL", "EventLoop"]),
+        .target(name: "Redis", dependencies: ["CHiredis", "COpenSSL", "CLinux", "EventLoop", "TLS"]),
         .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "Proxy", dependencies: [
             "EventLoop", "HTTP1", "HTTPServer", "Upstream", "Auth", "Config",
@@ -78,7 +78,7 @@ let package = Package(
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "TestSupport"]),
         .testTarget(name: "TLSTests", dependencies: ["TLS", "EventLoop", "TestSupport"]),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
-        .testTarget(name: "RedisTests", dependencies: ["Redis", "EventLoop", "TestSupport"]),
+        .testTarget(name: "RedisTests", dependencies: ["Redis", "EventLoop", "TLS", "TestSupport"]),
         .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "HTTP1"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "HTTP1"]),

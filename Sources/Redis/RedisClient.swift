@@ -1,5 +1,6 @@
 import CHiredis
 import EventLoop
+import TLS
 
 /// A Redis connection on one event loop: hiredis's asynchronous context, driven by the loop.
 ///
@@ -25,19 +26,29 @@ public final class RedisClient {
     public let timeout: Duration
     public let reconnectDelay: Duration
 
+    /// For `rediss://`: the client context that verifies the server (system store plus any extra CA).
+    public let tls: TLSContext?
+
     private var connection: Connection?
+    /// Resolving the host, or (for TLS) connecting and handshaking: no hiredis context yet.
     private var resolving = false
+    /// Counts connection attempts, so that a TLS connect finishing after its deadline is dropped.
+    private var attempt = 0
+    private var attemptTimer: LoopTimer?
     /// Commands sent while no hiredis context exists yet (the host is being resolved).
     private var waiting: [PendingCommand] = []
     private var lastConnectFailure: RedisError?
     private var reconnectNotBefore: UInt64 = 0
     private var closed = false
 
-    public init(endpoint: RedisEndpoint, loop: EventLoop, timeout: Duration = .seconds(5), reconnectDelay: Duration = .seconds(1)) {
+    /// `tls` is used for `rediss://` endpoints; without one, the system trust store verifies the server.
+    public init(endpoint: RedisEndpoint, loop: EventLoop, timeout: Duration = .seconds(5), reconnectDelay: Duration = .seconds(1),
+                tls: TLSContext? = nil) {
         self.endpoint = endpoint
         self.loop = loop
         self.timeout = timeout
         self.reconnectDelay = reconnectDelay
+        self.tls = endpoint.tls ? (tls ?? (try? TLSContext.client(alpn: []))) : nil
     }
 
     deinit {
@@ -86,6 +97,7 @@ public final class RedisClient {
     public func close() {
         loop.assertInLoop()
         closed = true
+        attemptTimer?.cancel()
         let stranded = waiting
         waiting.removeAll()
         for command in stranded { command.finish(.failure(.closed)) }
@@ -97,6 +109,10 @@ public final class RedisClient {
 
     private func connect() {
         resolving = true
+        if endpoint.tls {
+            connectTLS()
+            return
+        }
         Resolver.resolve(host: endpoint.host, port: endpoint.port, on: loop) { [weak self] result in
             guard let self else { return }
             self.resolving = false
@@ -110,6 +126,60 @@ public final class RedisClient {
         }
     }
 
+    /// TCP, then the TLS handshake with the project's TLS layer, then hiredis through a
+    /// `TLSTunnel`; all of it within `timeout`.
+    private func connectTLS() {
+        attempt &+= 1
+        let current = attempt
+        let timer = LoopTimer(loop: loop) { [weak self] in
+            guard let self, self.resolving, self.attempt == current else { return }
+            self.attempt &+= 1
+            self.resolving = false
+            self.connectFailed(.connect("TLS connect to \(self.endpoint.host):\(self.endpoint.port) timed out"))
+        }
+        timer.schedule(after: timeout)
+        attemptTimer = timer
+        guard let tls else {
+            resolving = false
+            connectFailed(.connect("no TLS context for rediss://"))
+            return
+        }
+        Connector.connect(host: endpoint.host, port: endpoint.port, loop: loop, timeout: timeout) { [weak self] result in
+            guard let self, self.attempt == current, !self.closed else {
+                if case .success(let socket) = result { socket.abort() }
+                return
+            }
+            switch result {
+            case .failure(let error):
+                self.finishAttempt()
+                self.connectFailed(.connect(error.description))
+            case .success(let socket):
+                TLSStream.connect(over: socket, context: tls, serverName: self.endpoint.host) { [weak self] result in
+                    guard let self, self.attempt == current, !self.closed else {
+                        if case .success(let stream) = result { stream.abort() }
+                        return
+                    }
+                    self.finishAttempt()
+                    switch result {
+                    case .failure(let error):
+                        self.connectFailed(.connect("TLS: \(error)"))
+                    case .success(let stream):
+                        switch TLSTunnel.open(remote: stream) {
+                        case .failure(let error): self.connectFailed(error)
+                        case .success(let (tunnel, context)): self.adopt(context, tunnel: tunnel)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private func finishAttempt() {
+        resolving = false
+        attemptTimer?.cancel()
+        attemptTimer = nil
+    }
+
     private func open(_ address: SocketAddress) {
         guard let context = redisAsyncConnect(address.ipString, Int32(endpoint.port)) else {
             connectFailed(.connect("out of memory"))
@@ -121,8 +191,14 @@ public final class RedisClient {
             connectFailed(.connect(why))
             return
         }
-        guard let connection = Connection(context: context, client: self) else {
+        adopt(context, tunnel: nil)
+    }
+
+    /// Takes a new hiredis context: watches its socket, sends AUTH and SELECT, then what waits.
+    private func adopt(_ context: UnsafeMutablePointer<redisAsyncContext>, tunnel: TLSTunnel?) {
+        guard let connection = Connection(context: context, client: self, tunnel: tunnel) else {
             redisAsyncFree(context)
+            tunnel?.close()
             connectFailed(.connect("the event loop refused the socket"))
             return
         }
@@ -198,6 +274,8 @@ final class PendingCommand {
 private final class Connection {
     let context: UnsafeMutablePointer<redisAsyncContext>
     weak var client: RedisClient?
+    /// For `rediss://`: the relay between hiredis's socket and the TLS stream.
+    private let tunnel: TLSTunnel?
     private var watch: DescriptorWatch!
     var connected = false
     /// hiredis has freed the context: it must not be touched again.
@@ -205,9 +283,10 @@ private final class Connection {
     /// Given to the commands that hiredis fails while freeing the context.
     private var reason: RedisError?
 
-    init?(context: UnsafeMutablePointer<redisAsyncContext>, client: RedisClient) {
+    init?(context: UnsafeMutablePointer<redisAsyncContext>, client: RedisClient, tunnel: TLSTunnel?) {
         self.context = context
         self.client = client
+        self.tunnel = tunnel
         let loop = client.loop
         guard let watch = DescriptorWatch(
             descriptor: context.pointee.c.fd, loop: loop,
@@ -297,6 +376,7 @@ private final class Connection {
     private func cleanedUp() {
         gone = true
         watch.cancel()
+        tunnel?.close()
         let reason = self.reason ?? .connectionLost(Self.errorText(context))
         client?.connectionGone(self, neverConnected: !connected, reason: reason)
     }

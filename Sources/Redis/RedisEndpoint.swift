@@ -1,8 +1,6 @@
 /// Where a Redis server is: `redis://[[user]:password@]host[:port][/database]`.
 ///
-/// `rediss://` (Redis over TLS) is recognised so that it can be refused with a reason: the
-/// hiredis of Debian 12 (0.14) has no TLS, and its asynchronous context owns the socket,
-/// so the project's OpenSSL layer cannot be put underneath it.
+/// `rediss://` is Redis over TLS (see `TLSTunnel` for how, with a hiredis that has no TLS).
 public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
     public var host: String
     public var port: Int

@@ -6,15 +6,19 @@ import Foundation
 public final class RedisServer: @unchecked Sendable {
     public let port: Int
     public let password: String?
+    /// PEM files of the server's certificate and key, and of the CA that signed it: the server
+    /// then speaks only TLS.
+    public let tls: (certificate: String, key: String, ca: String)?
     private let directory: URL
     private var process: Process?
 
     public static let executable = "/usr/bin/redis-server"
     public static var isInstalled: Bool { FileManager.default.isExecutableFile(atPath: executable) }
 
-    public init(password: String? = nil) throws {
+    public init(password: String? = nil, tls: (certificate: String, key: String, ca: String)? = nil) throws {
         self.port = Self.freePort()
         self.password = password
+        self.tls = tls
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("floriday-proxy-redis-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try start()
@@ -25,14 +29,17 @@ public final class RedisServer: @unchecked Sendable {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    public var url: String { "redis://\(password.map { ":\($0)@" } ?? "")127.0.0.1:\(port)/0" }
+    public var url: String { "\(tls == nil ? "redis" : "rediss")://\(password.map { ":\($0)@" } ?? "")127.0.0.1:\(port)/0" }
 
     /// Starts the server and waits until it accepts connections.
     public func start() throws {
         precondition(process == nil, "redis-server is already running")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.executable)
-        var arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        var arguments = tls.map { ["--port", "0", "--tls-port", String(port), "--tls-cert-file", $0.certificate,
+                                   "--tls-key-file", $0.key, "--tls-ca-cert-file", $0.ca, "--tls-auth-clients", "no"] }
+            ?? ["--port", String(port)]
+        arguments += ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                          "--dir", directory.path, "--daemonize", "no", "--loglevel", "warning"]
         if let password { arguments += ["--requirepass", password] }
         process.arguments = arguments
