@@ -1,5 +1,6 @@
 import COpenSSL
 import EventLoop
+import TLS
 
 /// The rate budget that several proxy processes share through one Redis: the buckets of
 /// `SharedTokenBuckets`, a client per event loop (clients are loop-confined), bucket names
@@ -21,6 +22,7 @@ public final class SharedBucketStore: @unchecked Sendable {
     private let slots: [ObjectIdentifier: Slot]
     private let timeout: Duration
     private let reconnectDelay: Duration
+    private let tls: TLSContext?
     private let state = Locked<Health>(.up)
     private let onChange: @Sendable (Health) -> Void
 
@@ -29,9 +31,11 @@ public final class SharedBucketStore: @unchecked Sendable {
         var buckets: SharedTokenBuckets?
     }
 
+    /// `tls` verifies a `rediss://` server (the system store when nil).
     public init(endpoint: RedisEndpoint, loops: [EventLoop], timeout: Duration, reconnectDelay: Duration = .seconds(1),
-                onChange: @escaping @Sendable (Health) -> Void = { _ in }) {
+                tls: TLSContext? = nil, onChange: @escaping @Sendable (Health) -> Void = { _ in }) {
         self.endpoint = endpoint
+        self.tls = tls
         self.timeout = timeout
         self.reconnectDelay = reconnectDelay
         self.onChange = onChange
@@ -97,7 +101,7 @@ public final class SharedBucketStore: @unchecked Sendable {
         loop.assertInLoop()
         guard let slot = slots[ObjectIdentifier(loop)] else { preconditionFailure("loop \(loop.index) is not one of the store's") }
         if let buckets = slot.buckets { return buckets }
-        let client = RedisClient(endpoint: endpoint, loop: loop, timeout: timeout, reconnectDelay: reconnectDelay)
+        let client = RedisClient(endpoint: endpoint, loop: loop, timeout: timeout, reconnectDelay: reconnectDelay, tls: tls)
         let buckets = SharedTokenBuckets(client: client)
         slot.buckets = buckets
         return buckets
