@@ -7,12 +7,13 @@
 #   make rate-limit-check  2,000 requests at one endpoint: no 429 from the sandbox, rate within 5 %
 
 SWIFT ?= swift
-SYSTEM_PACKAGES := libssl-dev libnghttp2-dev pkg-config
+SYSTEM_PACKAGES := libssl-dev libnghttp2-dev libhiredis-dev pkg-config
 # docker-compose: validates the Compose file statically (no engine needed) during the tests;
 # nghttp2-client: a second, independent HTTP/2 client in the tests;
-# chromium: the status page in a real (headless) browser; prometheus: promtool checks the alert rules
-# python3-venv, default-jre-headless: the generated-client check (Python clients, openapi-generator)
-TEST_PACKAGES := $(SYSTEM_PACKAGES) docker-compose nghttp2-client chromium prometheus python3-venv default-jre-headless
+# chromium: the status page in a real (headless) browser; prometheus: promtool checks the alert rules;
+# redis-server: the shared rate budget's tests run against a real one; haproxy: checks docker/haproxy.cfg;
+# python3-venv: kubernetes-validate and the generated clients (PyPI); default-jre-headless: openapi-generator
+TEST_PACKAGES := $(SYSTEM_PACKAGES) docker-compose nghttp2-client chromium prometheus redis-server python3-venv haproxy default-jre-headless
 # stress-ng: loads the cores while `make test-stress` runs the suite
 STRESS_PACKAGES := $(TEST_PACKAGES) stress-ng
 BENCH_PACKAGES := nginx-light wrk curl openssl nghttp2-client linux-perf
@@ -55,6 +56,7 @@ test: test-deps
 	$(SWIFT) test --skip-build --no-parallel
 	FLORIDAY_PROXY_BIN=$$($(SWIFT) build --show-bin-path)/floriday-proxy bash docker/validate.sh
 	FLORIDAY_PROXY_BIN=$$($(SWIFT) build --show-bin-path)/floriday-proxy bash scripts/generated-client-check.sh
+	FLORIDAY_PROXY_BIN=$$($(SWIFT) build --show-bin-path)/floriday-proxy bash docker/kubernetes/validate.sh
 
 # Clients generated from the Floriday descriptions call every GET operation through the demo.
 client-check: build test-deps

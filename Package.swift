@@ -13,6 +13,8 @@ import PackageDescription
 //   Upstream     HTTPS client connections and the keep-alive pool
 //   Auth         OAuth2 client-credentials token provider
 //   RateLimit    token buckets per API key and endpoint, from Floriday's published limits
+//   CHiredis     system library (libhiredis-dev): the Redis client
+//   Redis        hiredis's asynchronous context on the event loop; scripts; shared token buckets
 //   Config       proxy.yaml + environment + *_FILE secrets, validated
 //   Proxy        the pipeline: accept, rewrite, send, response (401 replay), log
 //   Admin        /healthz, /readyz and /metrics (Prometheus) on their own listener
@@ -44,6 +46,9 @@ let package = Package(
         ),
         .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
         .systemLibrary(name: "CLinux"),
+        // Debian's headers are in /usr/include/hiredis, on the default path: no pkg-config, whose
+        // -D_FILE_OFFSET_BITS=64 SwiftPM refuses with a warning on every build.
+        .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
         .target(name: "EventLoop", dependencies: ["CLinux"], swiftSettings: hotPath),
         .target(name: "TLS", dependencies: ["COpenSSL", "EventLoop"], swiftSettings: hotPath),
         .target(name: "HTTP1", swiftSettings: hotPath),
@@ -52,6 +57,7 @@ let package = Package(
         .target(name: "Upstream", dependencies: ["EventLoop", "TLS", "HTTP1"], swiftSettings: hotPath),
         .target(name: "Auth", dependencies: ["EventLoop", "Upstream", "HTTP1", .product(name: "Logging", package: "swift-log")]),
         .target(name: "RateLimit", dependencies: ["EventLoop"]),
+        .target(name: "Redis", dependencies: ["CHiredis", "COpenSSL", "CLinux", "EventLoop", "TLS"]),
         .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "Proxy", dependencies: [
             "EventLoop", "HTTP1", "HTTPServer", "Upstream", "Auth", "Config", "RateLimit",
@@ -77,6 +83,7 @@ let package = Package(
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "TestSupport"]),
         .testTarget(name: "TLSTests", dependencies: ["TLS", "EventLoop", "TestSupport"]),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
+        .testTarget(name: "RedisTests", dependencies: ["Redis", "EventLoop", "TLS", "TestSupport"]),
         .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "HTTP1"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "RateLimitTests", dependencies: ["RateLimit", "EventLoop", "TestSupport"]),

@@ -30,7 +30,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 for f in "$dockerfile" "$compose_file" "$env_example" "$docker_dir/proxy.container.yaml" \
-    "$docker_dir/proxy.sandbox.yaml" "$docker_dir/smoke.sh" .dockerignore README.md; do
+    "$docker_dir/proxy.sandbox.yaml" "$docker_dir/proxy.replicas.yaml" "$docker_dir/haproxy.cfg" \
+    "$docker_dir/smoke.sh" .dockerignore README.md; do
     if [ -f "$f" ]; then ok "$f exists"; else problem "$f is missing"; fi
 done
 
@@ -57,7 +58,7 @@ resolved=""
 for tool in "${compose_tools[@]}"; do
     read -r -a cmd <<<"$tool"
     version=$("${cmd[@]}" version --short 2>/dev/null || true)
-    for profile_args in "" "--profile sandbox"; do
+    for profile_args in "" "--profile sandbox" "--profile replicas"; do
         read -r -a pargs <<<"$profile_args"
         label="$tool ${version:+($version) }${profile_args:+$profile_args }config"
         if out=$("${compose_env[@]}" "${cmd[@]}" --env-file "$root/$env_example" -f "$compose_file" \
@@ -70,7 +71,7 @@ for tool in "${compose_tools[@]}"; do
     if [ -z "$resolved" ]; then
         resolved=$tmp/resolved.yml
         "${compose_env[@]}" "${cmd[@]}" --env-file "$root/$env_example" -f "$compose_file" \
-            --profile sandbox config >"$resolved" 2>/dev/null || resolved=""
+            --profile sandbox --profile replicas config >"$resolved" 2>/dev/null || resolved=""
     fi
 done
 
@@ -283,7 +284,8 @@ except ImportError:
 if resolved and yaml:
     config = yaml.safe_load(open(resolved))
     services = config.get("services", {})
-    for name, profiles in (("floriday-proxy", None), ("sandbox", ["sandbox"]), ("floriday-proxy-sandbox", ["sandbox"])):
+    for name, profiles in (("floriday-proxy", None), ("sandbox", ["sandbox", "replicas"]),
+                           ("floriday-proxy-sandbox", ["sandbox"]), ("floriday-proxy-replica", ["replicas"])):
         svc = services.get(name)
         if svc is None:
             fail(f"docker-compose.yml: no service {name}")
@@ -307,6 +309,26 @@ if resolved and yaml:
                 fail(f"docker-compose.yml: {name}: mounted file {source} does not exist")
             elif source.startswith("/"):
                 ok(f"docker-compose.yml: {name}: mounted file {os.path.relpath(source, root)} exists")
+    # The replicas profile: scaled replicas (so no fixed container name or host port),
+    # Redis and a load balancer that checks each replica's /readyz.
+    replica = services.get("floriday-proxy-replica", {})
+    if "container_name" in replica:
+        fail("docker-compose.yml: floriday-proxy-replica has a container_name, so it cannot be scaled")
+    for name in ("redis", "load-balancer"):
+        svc = services.get(name)
+        if svc is None:
+            fail(f"docker-compose.yml: no service {name} in profile replicas")
+        elif svc.get("profiles") != ["replicas"] or "ports" in svc:
+            fail(f"docker-compose.yml: {name}: expected profile replicas and no published ports")
+        elif not (svc.get("read_only") and svc.get("cap_drop") == ["ALL"]):
+            fail(f"docker-compose.yml: {name}: expected the hardening of the other services")
+        else:
+            ok(f"docker-compose.yml: {name} in profile replicas, hardened, no published ports")
+    haproxy_cfg = open("docker/haproxy.cfg").read()
+    if re.search(r"server-template \S+ \d+ floriday-proxy-replica:8080", haproxy_cfg) and "uri /readyz" in haproxy_cfg:
+        ok("haproxy.cfg: finds the replicas by name and checks their /readyz")
+    else:
+        fail("haproxy.cfg: expected a server-template for floriday-proxy-replica:8080 checked on /readyz")
     proxy = services.get("floriday-proxy-sandbox", {})
     if (proxy.get("depends_on") or {}).get("sandbox", {}).get("condition") == "service_healthy":
         ok("docker-compose.yml: floriday-proxy-sandbox waits for a healthy sandbox")
@@ -362,12 +384,27 @@ if [ -n "${FLORIDAY_PROXY_BIN:-}" ]; then
         else
             problem "floriday-proxy check-config docker/proxy.sandbox.yaml: $out"
         fi
+        if out=$(env -i PATH=/usr/bin:/bin "$FLORIDAY_PROXY_BIN" check-config --config "$docker_dir/proxy.replicas.yaml" 2>&1); then
+            ok "floriday-proxy check-config docker/proxy.replicas.yaml"
+        else
+            problem "floriday-proxy check-config docker/proxy.replicas.yaml: $out"
+        fi
     fi
 else
     note "configuration files not loaded (set FLORIDAY_PROXY_BIN to a built floriday-proxy to do so)"
 fi
 
 # --- linters, when installed ------------------------------------------------------------
+
+if command -v haproxy >/dev/null 2>&1; then
+    if out=$(haproxy -c -f "$docker_dir/haproxy.cfg" 2>&1); then
+        ok "haproxy -c docker/haproxy.cfg"
+    else
+        problem "haproxy -c docker/haproxy.cfg:"$'\n'"$out"
+    fi
+else
+    note "haproxy not installed: docker/haproxy.cfg not checked"
+fi
 
 if command -v hadolint >/dev/null 2>&1; then
     # DL3008 (pin apt package versions): not pinned on purpose, so that a rebuild picks

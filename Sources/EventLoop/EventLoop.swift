@@ -182,6 +182,15 @@ public final class EventLoop: @unchecked Sendable {
         if draining { retiredDuringBatch.append(handler) }
     }
 
+    /// Changes the events a registered descriptor is watched for (`DescriptorWatch`).
+    func modify(_ fd: Int32, _ registration: Registration, events mask: UInt32) {
+        assertInLoop()
+        var event = epoll_event()
+        event.events = mask
+        event.data.u64 = registration.token
+        _ = epoll_ctl(epollDescriptor, EPOLL_CTL_MOD, fd, &event)
+    }
+
     static let connectionEvents: UInt32 = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
     static let listenerEvents: UInt32 = EPOLLIN.rawValue | EPOLLET.rawValue
 
