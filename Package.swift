@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "HTTP1", swiftSettings: hotPath),
         .target(name: "HTTP2", dependencies: ["CNGHTTP2", "HTTP1"]),
         .target(name: "HTTPServer", dependencies: ["EventLoop", "TLS", "HTTP1", "HTTP2"], swiftSettings: hotPath),
-        .target(name: "Upstream", dependencies: ["EventLoop", "TLS", "HTTP1"], swiftSettings: hotPath),
+        .target(name: "Upstream", dependencies: ["EventLoop", "TLS", "HTTP1", "HTTP2"], swiftSettings: hotPath),
         .target(name: "Auth", dependencies: ["EventLoop", "Upstream", "HTTP1", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "Proxy", dependencies: [

@@ -20,6 +20,8 @@ public struct ProxyConfig: Sendable, Equatable {
     public var tokenRefreshMargin: Duration
     /// Request bodies up to this size are buffered so the request can be replayed after a 401.
     public var retryBodyLimit: Int
+    /// HTTP/2 towards the API (TLS ALPN): auto, always or never.
+    public var upstreamHTTP2: UpstreamHTTP2Setting = .auto
     /// Extra trusted CA certificates (PEM) for the API and the identity provider.
     public var caFile: String?
     /// Permits a staging issuer with the live API and the other way round.

@@ -14,6 +14,8 @@ public struct AccessRecord: Sendable {
     public var requestID: String
     public var problem: Problem.Kind?
     public var clientGone: Bool
+    /// "h2" or "http/1.1": what carried the (last) upstream exchange; nil when none started.
+    public var upstreamProtocol: String? = nil
 }
 
 /// One log line per request. The query string is left out unless asked for: it may carry
@@ -44,6 +46,7 @@ public struct AccessLog: Sendable {
             "request_id": "\(record.requestID)",
         ]
         if let upstream = record.upstreamDuration { metadata["upstream_ms"] = "\(Self.milliseconds(upstream))" }
+        if let upstreamProtocol = record.upstreamProtocol { metadata["upstream_protocol"] = "\(upstreamProtocol)" }
         if let problem = record.problem {
             metadata["error"] = "\(problem.rawValue)"
             metadata["error_origin"] = "\(problem.origin)"   // client, idm or upstream

@@ -34,7 +34,8 @@ final class ProxyExchange: UpstreamResponseHandler {
     private var replayable = true
     private var requestBodyComplete: Bool { client.requestComplete }
 
-    private var upstream: HTTP1ClientConnection?
+    private var upstream: UpstreamChannel?
+    private var upstreamProtocol: UpstreamProtocol?
     private var upstreamReused = false
     private var token: AccessToken?
     private var state = State.starting
@@ -110,6 +111,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             switch result {
             case .success(let acquired):
                 upstream = acquired.connection
+                upstreamProtocol = acquired.connection.upstreamProtocol
                 upstreamReused = acquired.reused
                 context.stats.upstreamAcquired(reused: acquired.reused)
                 sendUpstream()
@@ -287,6 +289,12 @@ final class ProxyExchange: UpstreamResponseHandler {
             return Problem(.upstreamInvalidResponse, detail: "The Floriday API sent a response that breaks HTTP/1.1: \(reason).")
         case .shutdown:
             return Problem(.upstreamUnreachable, detail: "The proxy is shutting down.")
+        case .streamRefused:
+            return Problem(.upstreamClosed, detail: "The Floriday API refused the request's HTTP/2 stream, also when it was sent again.")
+        case .streamReset(let code, _):
+            return Problem(.upstreamClosed, detail: "The Floriday API reset the request's HTTP/2 stream (error code \(code)).")
+        case .http2NotNegotiated:
+            return Problem(.upstreamTLS, detail: "The Floriday API did not agree to HTTP/2 and upstream_http2 is always.", reason: "alpn")
         }
     }
 
@@ -313,6 +321,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             method: client.request.method, target: target, status: client.responseStatus != 0 ? client.responseStatus : (problemKind?.status ?? 0),
             bytesIn: client.bytesIn, bytesOut: client.bytesOut, duration: .now - client.startTime,
             upstreamDuration: upstreamDuration, retried: retriedAfter401, client: clientIP ?? "-",
-            requestID: requestID, problem: problemKind, clientGone: clientGone), method: client.request.method)
+            requestID: requestID, problem: problemKind, clientGone: clientGone, upstreamProtocol: upstreamProtocol?.rawValue),
+            method: client.request.method)
     }
 }

@@ -15,6 +15,7 @@ extension FloridayProxy {
         @Option(help: "Where to write the sandbox's CA certificate (PEM), for the proxy's ca_file.") var caOut: String?
         @Option(help: "Seconds a token lives.") var tokenLifetime = 3600
         @Option(help: "Extra DNS name for the certificate (e.g. the Compose service name).") var hostname: [String] = []
+        @Flag(help: "Offer only http/1.1 by TLS ALPN (no HTTP/2).") var http1Only = false
 
         func run() throws {
             ignoreSIGPIPE()
@@ -23,11 +24,12 @@ extension FloridayProxy {
                 Foundation.exit(2)
             }
             let state = SandboxState(tokenLifetime: tokenLifetime)
-            let sandbox = try SandboxServer(state: state, address: address, tls: !plain, certificateHosts: ["localhost"] + hostname)
+            let sandbox = try SandboxServer(state: state, address: address, tls: !plain, certificateHosts: ["localhost"] + hostname,
+                                        http2: !http1Only)
             if let caOut, let pem = sandbox.certificateAuthorityPEM {
                 try pem.write(toFile: caOut, atomically: true, encoding: .utf8)
             }
-            print("sandbox listening on \(sandbox.baseURL)")
+            print("sandbox listening on \(sandbox.baseURL)" + (sandbox.isTLS ? (http1Only ? " (http/1.1)" : " (h2, http/1.1)") : ""))
             print("  issuer_url: \(sandbox.issuerURL)")
             print("  api_url:    \(sandbox.baseURL)")
             print("  client_id: \(SandboxClient.default.clientID)  client_secret: \(SandboxClient.default.clientSecret)  api_key: sandbox-api-key")
