@@ -10,7 +10,7 @@ SYSTEM_PACKAGES := libssl-dev libnghttp2-dev pkg-config
 # docker-compose: validates the Compose file statically (no engine needed) during the tests;
 # nghttp2-client: a second, independent HTTP/2 client in the tests;
 # chromium: the status page in a real (headless) browser; prometheus: promtool checks the alert rules
-TEST_PACKAGES := $(SYSTEM_PACKAGES) docker-compose nghttp2-client chromium prometheus
+TEST_PACKAGES := $(SYSTEM_PACKAGES) docker-compose nghttp2-client nghttp2-server chromium prometheus
 # stress-ng: loads the cores while `make test-stress` runs the suite
 STRESS_PACKAGES := $(TEST_PACKAGES) stress-ng
 BENCH_PACKAGES := nginx-light wrk curl openssl nghttp2-client linux-perf

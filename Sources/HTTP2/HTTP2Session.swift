@@ -394,8 +394,9 @@ public final class HTTP2Session {
 
     /// Sends GOAWAY: streams up to `lastProcessedStreamID` run to their end, no new ones open
     /// (RFC 9113 §6.8).
-    public func goAway(errorCode: UInt32 = HTTP2ErrorCode.noError) {
-        nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), lastProcessedStreamID, errorCode, nil, 0)
+    /// `lastStreamID`: the last stream the sender processed, when it is not the last it received.
+    public func goAway(errorCode: UInt32 = HTTP2ErrorCode.noError, lastStreamID: Int32? = nil) {
+        nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), lastStreamID ?? lastProcessedStreamID, errorCode, nil, 0)
     }
 
     /// Whether the peer has ended its side of the stream.
