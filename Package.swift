@@ -10,7 +10,7 @@ import PackageDescription
 //   CNGHTTP2     system library (libnghttp2-dev)
 //   HTTP2        an nghttp2 session on bytes: streams, flow control, frames out
 //   HTTPServer   HTTP/1.1 and HTTP/2 (h2c) server connections with streaming bodies
-//   Upstream     HTTPS client connections and the keep-alive pool
+//   Upstream     HTTPS client connections (HTTP/1.1, or h2 streams by ALPN) and the pool
 //   Auth         OAuth2 client-credentials token provider
 //   Config       proxy.yaml + environment + *_FILE secrets, validated
 //   Proxy        the pipeline: accept, rewrite, send, response (401 replay), log

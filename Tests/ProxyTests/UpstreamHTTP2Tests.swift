@@ -6,6 +6,7 @@ import Proxy
 import Sandbox
 import TestSupport
 import Testing
+import TLS
 
 /// HTTP/2 towards the API: ALPN outcomes for `upstream_http2`, the pipeline over h2 against
 /// the sandbox, and faults (GOAWAY, REFUSED_STREAM, a reset stream) against a scripted h2 server.
@@ -18,13 +19,14 @@ import Testing
         let caFile: String
         var port: Int { proxy.localAddress.port }
 
-        init(sandboxHTTP2: Bool = true, api: ScriptedHTTP2Upstream? = nil, configure: (inout ProxyConfig) -> Void = { _ in }) throws {
+        init(sandboxHTTP2: Bool = true, api: ScriptedHTTP2Upstream? = nil, apiPort: Int? = nil, apiCA: String? = nil,
+             configure: (inout ProxyConfig) -> Void = { _ in }) throws {
             ignoreSIGPIPE()
             sandbox = try SandboxServer(address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true, http2: sandboxHTTP2)
             caFile = NSTemporaryDirectory() + "floriday-proxy-h2-test-ca-\(UUID().uuidString).pem"
-            try (sandbox.certificateAuthorityPEM! + (api?.ca.certificatePEM ?? "")).write(toFile: caFile, atomically: true, encoding: .utf8)
+            try (sandbox.certificateAuthorityPEM! + (api?.ca.certificatePEM ?? apiCA ?? "")).write(toFile: caFile, atomically: true, encoding: .utf8)
             var config = Harness.config(for: sandbox, caFile: caFile)
-            if let api { config.apiURL = try EndpointURL("https://localhost:\(api.port)", key: "api_url") }
+            if let port = api?.port ?? apiPort { config.apiURL = try EndpointURL("https://localhost:\(port)", key: "api_url") }
             configure(&config)
             let logs = self.logs
             proxy = try ProxyServer(config: config, logger: Logger(label: "test") { _ in logs.handler() }, group: EventLoopGroup(loopCount: 2))
