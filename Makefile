@@ -13,7 +13,7 @@ SYSTEM_PACKAGES := libssl-dev libnghttp2-dev libhiredis-dev pkg-config
 # chromium: the status page in a real (headless) browser; prometheus: promtool checks the alert rules;
 # redis-server: the shared rate budget's tests run against a real one; haproxy: checks docker/haproxy.cfg;
 # python3-venv: kubernetes-validate and the generated clients (PyPI); default-jre-headless: openapi-generator
-TEST_PACKAGES := $(SYSTEM_PACKAGES) docker-compose nghttp2-client chromium prometheus redis-server python3-venv haproxy default-jre-headless
+TEST_PACKAGES := $(SYSTEM_PACKAGES) docker-compose nghttp2-client nghttp2-server chromium prometheus redis-server python3-venv haproxy default-jre-headless
 # stress-ng: loads the cores while `make test-stress` runs the suite
 STRESS_PACKAGES := $(TEST_PACKAGES) stress-ng
 BENCH_PACKAGES := nginx-light wrk curl openssl nghttp2-client linux-perf

@@ -10,7 +10,7 @@ import PackageDescription
 //   CNGHTTP2     system library (libnghttp2-dev)
 //   HTTP2        an nghttp2 session on bytes: streams, flow control, frames out
 //   HTTPServer   HTTP/1.1 and HTTP/2 (h2c) server connections with streaming bodies
-//   Upstream     HTTPS client connections and the keep-alive pool
+//   Upstream     HTTPS client connections (HTTP/1.1, or h2 streams by ALPN) and the pool
 //   Auth         OAuth2 client-credentials token provider
 //   RateLimit    token buckets per API key and endpoint, from Floriday's published limits
 //   CHiredis     system library (libhiredis-dev): the Redis client
@@ -54,7 +54,7 @@ let package = Package(
         .target(name: "HTTP1", swiftSettings: hotPath),
         .target(name: "HTTP2", dependencies: ["CNGHTTP2", "HTTP1"]),
         .target(name: "HTTPServer", dependencies: ["EventLoop", "TLS", "HTTP1", "HTTP2"], swiftSettings: hotPath),
-        .target(name: "Upstream", dependencies: ["EventLoop", "TLS", "HTTP1"], swiftSettings: hotPath),
+        .target(name: "Upstream", dependencies: ["EventLoop", "TLS", "HTTP1", "HTTP2"], swiftSettings: hotPath),
         .target(name: "Auth", dependencies: ["EventLoop", "Upstream", "HTTP1", .product(name: "Logging", package: "swift-log")]),
         .target(name: "RateLimit", dependencies: ["EventLoop"]),
         .target(name: "Redis", dependencies: ["CHiredis", "COpenSSL", "CLinux", "EventLoop", "TLS"]),

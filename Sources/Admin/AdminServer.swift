@@ -57,6 +57,9 @@ final class AdminHandler: HTTPServerHandler, @unchecked Sendable {
     let clientConnections: Prometheus.Gauge
     let inFlight: Prometheus.Gauge
     let upstreamConnections: Prometheus.Gauge
+    let upstreamHTTP1Connections: Prometheus.Gauge
+    let upstreamHTTP2Connections: Prometheus.Gauge
+    let upstreamStreams: Prometheus.Gauge
     let tokenExpiry: Prometheus.Gauge
     let handshakes: Prometheus.Counter
     let ready: Prometheus.Gauge
@@ -74,6 +77,11 @@ final class AdminHandler: HTTPServerHandler, @unchecked Sendable {
         clientConnections = registry.makeGauge(name: "floriday_proxy_client_connections", help: "Open client connections.")
         inFlight = registry.makeGauge(name: "floriday_proxy_requests_in_flight", help: "Requests being proxied now.")
         upstreamConnections = registry.makeGauge(name: "floriday_proxy_upstream_connections", help: "Open connections to the API (the pool).")
+        upstreamHTTP1Connections = registry.makeGauge(name: "floriday_proxy_upstream_protocol_connections", labels: [("protocol", "http/1.1")],
+                                                      help: "Established connections to the API by protocol (ALPN).")
+        upstreamHTTP2Connections = registry.makeGauge(name: "floriday_proxy_upstream_protocol_connections", labels: [("protocol", "h2")],
+                                                      help: "Established connections to the API by protocol (ALPN).")
+        upstreamStreams = registry.makeGauge(name: "floriday_proxy_upstream_streams_in_flight", help: "HTTP/2 streams open on the connections to the API.")
         tokenExpiry = registry.makeGauge(name: "floriday_proxy_token_expiry_seconds", help: "Seconds until the cached access token expires (0: none cached).")
         handshakes = registry.makeCounter(name: "floriday_proxy_upstream_handshakes_total", help: "TLS handshakes with the API.")
         ready = registry.makeGauge(name: "floriday_proxy_ready", help: "Whether the latest readiness check (as /readyz) passed: 1, or not: 0.")
@@ -185,6 +193,9 @@ final class AdminHandler: HTTPServerHandler, @unchecked Sendable {
         clientConnections.set(Int64(proxy.activeClientConnections))
         inFlight.set(Int64(proxy.stats.requestsInFlight))
         upstreamConnections.set(Int64(proxy.pools.stats.openConnections))
+        upstreamHTTP1Connections.set(Int64(proxy.pools.stats.http1Connections))
+        upstreamHTTP2Connections.set(Int64(proxy.pools.stats.http2Connections))
+        upstreamStreams.set(Int64(proxy.pools.stats.http2StreamsInFlight))
         tokenExpiry.set(max(0, proxy.tokens.cachedToken?.secondsUntilExpiry ?? 0))
         ready.set(Int64(readinessState.withLock { $0.latest?.ready ?? false } ? 1 : 0))
         let total = proxy.pools.stats.handshakes

@@ -103,10 +103,20 @@ struct StatusSnapshot {
             retryInSeconds: lastError?.retryAfter,
             recentFailures: stats.tokenFetches.recentFailures)
 
-        // Requests to Floriday are HTTP/1.1 over TLS (or plain HTTP for a local test server).
+        // What ALPN settled on for the open connections; before the first one, what is offered.
+        let isTLS = config.apiURL.description.hasPrefix("https:")
+        let inUse = proxy.pools.stats.protocolSummary
+        let httpProtocol: String
+        switch (isTLS, inUse) {
+        case (false, _): httpProtocol = "HTTP/1.1"
+        case (true, "h2"?): httpProtocol = "HTTP/2 over TLS"
+        case (true, "http/1.1"?): httpProtocol = "HTTP/1.1 over TLS"
+        case (true, let both?): httpProtocol = "\(both) over TLS"
+        case (true, nil): httpProtocol = config.upstreamHTTP2 == .never ? "HTTP/1.1 over TLS" : "HTTP/2 or HTTP/1.1 over TLS (ALPN, upstream_http2: \(config.upstreamHTTP2.rawValue))"
+        }
         upstream = Upstream(
             url: config.apiURL.description,
-            httpProtocol: config.apiURL.description.hasPrefix("https:") ? "HTTP/1.1 over TLS" : "HTTP/1.1",
+            httpProtocol: httpProtocol,
             connectionsOpen: proxy.pools.stats.openConnections,
             handshakes: proxy.pools.stats.handshakes,
             requests: stats.upstreamRequests,

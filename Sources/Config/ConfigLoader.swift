@@ -22,7 +22,7 @@ public enum ConfigLoader {
         "listen", "environment", "api_url", "issuer_url", "token_url", "client_id", "client_secret",
         "api_key", "scopes", "token_auth_method", "token_refresh_margin", "retry_body_limit", "ca_file",
         "allow_mixed_environments", "timeouts", "limits", "shutdown_grace", "log", "admin_listen",
-        "allow_clients", "inbound_auth", "allow", "organizations", "rate_limit",
+        "allow_clients", "inbound_auth", "allow", "organizations", "rate_limit", "upstream_http2",
     ]
     public static let timeoutKeys = ["connect", "request", "idle", "request_head", "body_stall"]
     public static let limitKeys = [
@@ -110,6 +110,7 @@ public enum ConfigLoader {
         if let method = try file.choice("token_auth_method", of: TokenAuthMethod.self) { config.tokenAuthMethod = method }
         if let margin = try file.duration("token_refresh_margin") { config.tokenRefreshMargin = margin }
         if let limit = try file.size("retry_body_limit") { config.retryBodyLimit = limit }
+        if let mode = try file.choice("upstream_http2", of: UpstreamHTTP2Setting.self) { config.upstreamHTTP2 = mode }
         config.caFile = try file.string("ca_file")
         if let allow = try file.bool("allow_mixed_environments") { config.allowMixedEnvironments = allow }
 

@@ -25,6 +25,8 @@ public struct ProxyConfig: Sendable, Equatable {
     public var tokenRefreshMargin: Duration
     /// Request bodies up to this size are buffered so the request can be replayed after a 401.
     public var retryBodyLimit: Int
+    /// HTTP/2 towards the API (TLS ALPN): auto, always or never.
+    public var upstreamHTTP2: UpstreamHTTP2Setting
     /// Extra trusted CA certificates (PEM) for the API and the identity provider.
     public var caFile: String?
     /// Permits a staging issuer with the live API and the other way round.
@@ -70,6 +72,7 @@ public struct ProxyConfig: Sendable, Equatable {
         tokenAuthMethod = .clientSecretPost
         tokenRefreshMargin = .seconds(60)
         retryBodyLimit = 1 << 20
+        upstreamHTTP2 = .auto
         caFile = nil
         allowMixedEnvironments = false
         timeouts = Timeouts()

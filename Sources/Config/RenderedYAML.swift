@@ -30,6 +30,7 @@ extension ProxyConfig {
         add("token_auth_method", tokenAuthMethod.rawValue)
         add("token_refresh_margin", formatDuration(tokenRefreshMargin))
         add("retry_body_limit", formatByteSize(retryBodyLimit))
+        add("upstream_http2", upstreamHTTP2.rawValue)
         add("ca_file", caFile.map(yamlString) ?? "null")
         add("allow_mixed_environments", "\(allowMixedEnvironments)")
         lines.append("timeouts:")

@@ -36,6 +36,16 @@ public enum TokenAuthMethod: String, Sendable, CaseIterable {
     case clientSecretBasic = "client_secret_basic"
 }
 
+/// Whether the API is spoken to over HTTP/2 (`upstream_http2`), negotiated by TLS ALPN.
+public enum UpstreamHTTP2Setting: String, Sendable, CaseIterable {
+    /// Offer h2 and http/1.1; use what the API picks.
+    case auto
+    /// Offer h2 and http/1.1; an API that does not pick h2 is an error.
+    case always
+    /// Offer http/1.1 only.
+    case never
+}
+
 public enum LogFormat: String, Sendable, CaseIterable {
     case text, json
 }

@@ -71,6 +71,9 @@ extension ProxyConfig {
         if shutdownGrace < .zero {
             throw ConfigError(key: "shutdown_grace", problem: "must not be negative")
         }
+        if upstreamHTTP2 == .always && apiURL.scheme != "https" {
+            throw ConfigError(key: "upstream_http2", problem: "always needs an https api_url: HTTP/2 is negotiated by TLS ALPN")
+        }
         if caFile?.isEmpty == true {
             throw ConfigError(key: "ca_file", problem: "must not be empty; leave it out instead")
         }

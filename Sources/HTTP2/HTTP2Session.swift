@@ -18,6 +18,8 @@ public struct HTTP2Settings: Sendable {
     public var maxHeaders = 100
     /// Length of `:path`; longer is 414.
     public var maxTargetBytes = 8192
+    /// Whether the session answers PING itself. Off only for peers that must look dead.
+    public var autoPingAck = true
 
     public init() {}
 }
@@ -29,6 +31,7 @@ public enum HTTP2ErrorCode {
     public static let internalError = UInt32(NGHTTP2_INTERNAL_ERROR.rawValue)
     public static let refusedStream = UInt32(NGHTTP2_REFUSED_STREAM.rawValue)
     public static let cancel = UInt32(NGHTTP2_CANCEL.rawValue)
+    public static let enhanceYourCalm = UInt32(NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
 }
 
 /// The HTTP/2 connection preface a client sends first (RFC 9113 §3.4).
@@ -59,6 +62,12 @@ public protocol HTTP2SessionDelegate: AnyObject {
     func http2GoAway(lastStreamID: Int32, errorCode: UInt32)
     /// The stream's queued body fell below `HTTP2Session.lowWater` (resume a paused producer).
     func http2StreamWritable(stream: Int32)
+    /// Client: a trailer section arrived (RFC 9113 §8.1); the stream ends after it.
+    func http2Trailers(stream: Int32, fields: [HTTPField])
+    /// The peer acknowledged a PING this session sent.
+    func http2PingAcknowledged()
+    /// The peer's SETTINGS frame was applied (e.g. a new SETTINGS_MAX_CONCURRENT_STREAMS).
+    func http2RemoteSettingsChanged()
 }
 
 extension HTTP2SessionDelegate {
@@ -70,6 +79,9 @@ extension HTTP2SessionDelegate {
     public func http2StreamClosed(stream: Int32, errorCode: UInt32) {}
     public func http2GoAway(lastStreamID: Int32, errorCode: UInt32) {}
     public func http2StreamWritable(stream: Int32) {}
+    public func http2Trailers(stream: Int32, fields: [HTTPField]) {}
+    public func http2PingAcknowledged() {}
+    public func http2RemoteSettingsChanged() {}
 }
 
 /// One HTTP/2 connection's state machine (nghttp2), on bytes: the owner feeds what the socket
@@ -95,6 +107,9 @@ public final class HTTP2Session {
 
     final class StreamState {
         var head: HeadBuilder?
+        /// Client: the final response head was delivered; a later HEADERS frame is trailers.
+        var responseDelivered = false
+        var trailers: [HTTPField]?
         var out: [UInt8] = []
         var outOffset = 0
         var outEnded = false
@@ -133,6 +148,7 @@ public final class HTTP2Session {
         // The application acknowledges received DATA itself (`consume`): that is the
         // per-stream backpressure.
         nghttp2_option_set_no_auto_window_update(option, 1)
+        if !settings.autoPingAck { nghttp2_option_set_no_auto_ping_ack(option, 1) }
         let context = Unmanaged.passUnretained(self).toOpaque()
         var created: OpaquePointer?
         switch role {
@@ -190,6 +206,10 @@ public final class HTTP2Session {
     public var wantsWrite: Bool { nghttp2_session_want_write(session) != 0 }
     /// Streams open (or half closed) right now.
     public var openStreams: Int { streams.count }
+    /// The peer's SETTINGS_MAX_CONCURRENT_STREAMS (unlimited until it says otherwise).
+    public var remoteMaxConcurrentStreams: Int {
+        Int(nghttp2_session_get_remote_settings(session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS))
+    }
     /// The highest stream id the peer opened that the session processed.
     public var lastProcessedStreamID: Int32 { nghttp2_session_get_last_proc_stream_id(session) }
 
@@ -246,7 +266,16 @@ public final class HTTP2Session {
         let connectionNamed = Set(headers.connectionTokens())
         for field in headers.fields {
             let lower = field.name.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }
-            if Self.isConnectionSpecific(lower) { continue }
+            if Self.isConnectionSpecific(lower) {
+                // RFC 9113 §8.2.2: TE may be sent, with "trailers" as its only value.
+                guard role == .client, lower == Self.teName, Self.isTrailersOnly(field.value) else { continue }
+                let nameStart = storage.count
+                storage.append(contentsOf: lower)
+                let valueStart = storage.count
+                storage.append(contentsOf: "trailers".utf8)
+                spans.append((nameStart, lower.count, valueStart, 8))
+                continue
+            }
             if !connectionNamed.isEmpty, connectionNamed.contains(String(decoding: lower, as: UTF8.self)) { continue }
             if role == .client, lower == Self.hostName { continue }
             let nameStart = storage.count
@@ -271,6 +300,19 @@ public final class HTTP2Session {
     }
 
     private static let hostName = Array("host".utf8)
+    private static let teName = Array("te".utf8)
+
+    /// A TE value naming only "trailers" (case-insensitive; list members may carry spaces).
+    static func isTrailersOnly(_ value: [UInt8]) -> Bool {
+        var members = 0
+        for member in value.split(separator: UInt8(ascii: ",")) {
+            let trimmed = member.drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }.reversed()
+            if trimmed.isEmpty { continue }
+            guard trimmed.count == 8, trimmed.map({ $0 | 0x20 }).elementsEqual("trailers".utf8) else { return false }
+            members += 1
+        }
+        return members > 0
+    }
     private static let connectionSpecific: Set<[UInt8]> = Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"].map { Array($0.utf8) })
 
     /// RFC 9113 §8.2.2: connection-specific fields are never sent in HTTP/2 (TE is allowed
@@ -306,6 +348,36 @@ public final class HTTP2Session {
         }
     }
 
+    /// Whether nghttp2 still knows the stream (open or half closed).
+    public func streamExists(_ id: Int32) -> Bool {
+        nghttp2_session_find_stream(session, id) != nil
+    }
+
+    /// Sends a PING (RFC 9113 §6.7); the acknowledgement is reported to the delegate.
+    public func ping() {
+        nghttp2_submit_ping(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil)
+    }
+
+    /// Sends SETTINGS_MAX_CONCURRENT_STREAMS mid-connection (a server lowering its limit).
+    public func announceMaxConcurrentStreams(_ value: UInt32) {
+        var entry = nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: value)
+        nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &entry, 1)
+    }
+
+    /// Acknowledges `count` received bytes at the connection level only (RFC 9113 §6.9): the
+    /// stream's own window still waits for `consumeStream`, so one slow stream cannot hold the
+    /// connection window for all the others.
+    public func consumeConnection(count: Int) {
+        guard count > 0 else { return }
+        nghttp2_session_consume_connection(session, count)
+    }
+
+    /// Acknowledges `count` received bytes of one stream only (see `consumeConnection`).
+    public func consumeStream(_ id: Int32, count: Int) {
+        guard count > 0 else { return }
+        nghttp2_session_consume_stream(session, id, count)
+    }
+
     /// Resets a stream (RST_STREAM with `errorCode`).
     public func reset(stream id: Int32, errorCode: UInt32) {
         nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, errorCode)
@@ -322,8 +394,9 @@ public final class HTTP2Session {
 
     /// Sends GOAWAY: streams up to `lastProcessedStreamID` run to their end, no new ones open
     /// (RFC 9113 §6.8).
-    public func goAway(errorCode: UInt32 = HTTP2ErrorCode.noError) {
-        nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), lastProcessedStreamID, errorCode, nil, 0)
+    /// `lastStreamID`: the last stream the sender processed, when it is not the last it received.
+    public func goAway(errorCode: UInt32 = HTTP2ErrorCode.noError, lastStreamID: Int32? = nil) {
+        nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), lastStreamID ?? lastProcessedStreamID, errorCode, nil, 0)
     }
 
     /// Whether the peer has ended its side of the stream.
@@ -347,14 +420,26 @@ public final class HTTP2Session {
         let category = frame.pointee.headers.cat
         if category == NGHTTP2_HCAT_REQUEST || category == NGHTTP2_HCAT_RESPONSE {
             state(for: id).head = HeadBuilder()
-        } else if category == NGHTTP2_HCAT_HEADERS, role == .client, let state = streams[id], state.head?.status == nil {
-            // A final response after an interim one.
-            state.head = HeadBuilder()
+        } else if category == NGHTTP2_HCAT_HEADERS, role == .client, let state = streams[id] {
+            if state.responseDelivered {
+                state.trailers = []   // trailers after the final response
+            } else if state.head?.status == nil {
+                // A final response after an interim one.
+                state.head = HeadBuilder()
+            }
         }
     }
 
     func header(_ frame: UnsafePointer<nghttp2_frame>, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Int32 {
-        guard let builder = streams[frame.pointee.hd.stream_id]?.head else { return 0 }   // trailers: ignored
+        guard let state = streams[frame.pointee.hd.stream_id] else { return 0 }
+        guard let builder = state.head else {
+            // Client: a trailer section; pseudo-header fields are not allowed there (nghttp2 checks).
+            if role == .client, state.responseDelivered, var trailers = state.trailers {
+                if trailers.count < settings.maxHeaders { trailers.append(HTTPField(name: Array(name), value: Array(value))) }
+                state.trailers = trailers
+            }
+            return 0
+        }
         // RFC 9113 §6.5.2: the size of a field is its name and value plus 32.
         builder.listSize += name.count + value.count + 32
         if builder.failure != nil { return 0 }
@@ -405,16 +490,25 @@ public final class HTTP2Session {
                     return 0
                 }
                 state.head = nil
+                state.responseDelivered = true
                 var headers = HTTPHeaders(fields: builder.fields)
                 if !builder.cookies.isEmpty { headers.fields.append(HTTPField(name: Array("cookie".utf8), value: Self.joinedCookies(builder.cookies))) }
                 delegate?.http2ResponseHead(stream: id, head: HTTPResponseHead(status: status, version: HTTPVersion(major: 2, minor: 0), headers: headers), endStream: endStream)
             } else if endStream {
+                if let trailers = state.trailers, !trailers.isEmpty {
+                    state.trailers = nil
+                    delegate?.http2Trailers(stream: id, fields: trailers)
+                }
                 delegate?.http2StreamEnded(stream: id)   // trailers
             }
         case NGHTTP2_DATA.rawValue:
             if endStream { delegate?.http2StreamEnded(stream: id) }
         case NGHTTP2_GOAWAY.rawValue:
             delegate?.http2GoAway(lastStreamID: frame.pointee.goaway.last_stream_id, errorCode: frame.pointee.goaway.error_code)
+        case NGHTTP2_PING.rawValue:
+            if frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 { delegate?.http2PingAcknowledged() }
+        case NGHTTP2_SETTINGS.rawValue:
+            if frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0 { delegate?.http2RemoteSettingsChanged() }
         default:
             break
         }

@@ -33,9 +33,10 @@ public final class HTTPServer: @unchecked Sendable {
             }
             var key: ObjectIdentifier?
             // Cleartext connections may open with the HTTP/2 preface (prior knowledge, RFC 9113
-            // §3.3); over TLS, HTTP/2 would need ALPN, which this server does not offer.
+            // §3.3). Over TLS a client that ALPN gave h2 opens with the preface too (RFC 9113
+            // §3.2), so the same sniffing serves it when the context offers h2.
             let connection = HTTP1ServerConnection(stream: stream, handler: handler, settings: settings,
-                                                   sniffHTTP2: tls == nil && settings.acceptsHTTP2) {
+                                                   sniffHTTP2: (tls == nil || tls!.offersHTTP2) && settings.acceptsHTTP2) {
                 if let key { _ = connections.withLock { $0.removeValue(forKey: key) } }
                 listenerRef?.connectionClosed()
             }

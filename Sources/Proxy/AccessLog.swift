@@ -20,6 +20,8 @@ public struct AccessRecord: Sendable {
     public var endpoint: String? = nil
     /// How long it waited for its turn; nil when it did not wait.
     public var rateLimitWait: Duration? = nil
+    /// "h2" or "http/1.1": what carried the (last) upstream exchange; nil when none started.
+    public var upstreamProtocol: String? = nil
 }
 
 /// One log line per request. The query string is left out unless asked for: it may carry
@@ -50,6 +52,7 @@ public struct AccessLog: Sendable {
             "request_id": "\(record.requestID)",
         ]
         if let upstream = record.upstreamDuration { metadata["upstream_ms"] = "\(Self.milliseconds(upstream))" }
+        if let upstreamProtocol = record.upstreamProtocol { metadata["upstream_protocol"] = "\(upstreamProtocol)" }
         if let problem = record.problem {
             metadata["error"] = "\(problem.rawValue)"
             metadata["error_origin"] = "\(problem.origin)"   // client, idm or upstream

@@ -41,7 +41,8 @@ final class ProxyExchange: UpstreamResponseHandler {
     private var replayable = true
     private var requestBodyComplete: Bool { client.requestComplete }
 
-    private var upstream: HTTP1ClientConnection?
+    private var upstream: UpstreamChannel?
+    private var upstreamProtocol: UpstreamProtocol?
     private var upstreamReused = false
     private var token: AccessToken?
     private var state = State.starting
@@ -163,6 +164,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             switch result {
             case .success(let acquired):
                 upstream = acquired.connection
+                upstreamProtocol = acquired.connection.upstreamProtocol
                 upstreamReused = acquired.reused
                 context.stats.upstreamAcquired(reused: acquired.reused)
                 sendUpstream()
@@ -346,6 +348,12 @@ final class ProxyExchange: UpstreamResponseHandler {
             return Problem(.upstreamInvalidResponse, detail: "The Floriday API sent a response that breaks HTTP/1.1: \(reason).")
         case .shutdown:
             return Problem(.upstreamUnreachable, detail: "The proxy is shutting down.")
+        case .streamRefused:
+            return Problem(.upstreamClosed, detail: "The Floriday API refused the request's HTTP/2 stream, also when it was sent again.")
+        case .streamReset(let code, _):
+            return Problem(.upstreamClosed, detail: "The Floriday API reset the request's HTTP/2 stream (error code \(code)).")
+        case .http2NotNegotiated:
+            return Problem(.upstreamTLS, detail: "The Floriday API did not agree to HTTP/2 and upstream_http2 is always.", reason: "alpn")
         }
     }
 
@@ -386,6 +394,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             bytesIn: client.bytesIn, bytesOut: client.bytesOut, duration: .now - client.startTime,
             upstreamDuration: upstreamDuration, retried: retriedAfter401, client: clientIP ?? "-",
             requestID: requestID, problem: problemKind, clientGone: clientGone,
-            organization: organization.name, endpoint: endpoint?.name, rateLimitWait: rateLimitWait), method: client.request.method)
+            organization: organization.name, endpoint: endpoint?.name, rateLimitWait: rateLimitWait,
+            upstreamProtocol: upstreamProtocol?.rawValue), method: client.request.method)
     }
 }

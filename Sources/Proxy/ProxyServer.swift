@@ -120,9 +120,18 @@ public final class ProxyServer: @unchecked Sendable {
         let group = group ?? EventLoopGroup()
         self.group = group
 
+        let http2Mode: UpstreamHTTP2Mode
+        switch config.upstreamHTTP2 {
+        case .auto: http2Mode = .auto
+        case .always: http2Mode = .always
+        case .never: http2Mode = .never
+        }
+        // The IDM stays on HTTP/1.1 (a few token fetches an hour); the API gets h2 by ALPN.
         let tls: TLSContext
+        let apiTLS: TLSContext
         do {
             tls = try TLSContext.client(extraCAFile: config.caFile, alpn: ["http/1.1"])
+            apiTLS = http2Mode == .never ? tls : try TLSContext.client(extraCAFile: config.caFile, alpn: http2Mode.alpnProtocols)
         } catch {
             throw ProxyStartError(key: "ca_file", message: "cannot set up TLS: \(error)")
         }
@@ -137,8 +146,9 @@ public final class ProxyServer: @unchecked Sendable {
         var upstreamLimits = HTTP1Limits()
         upstreamLimits.maxHeaderBytes = max(upstreamLimits.maxHeaderBytes, config.limits.maxHeaderBytes)
         pools = UpstreamPoolGroup(
-            endpoint: UpstreamEndpoint(host: api.host, port: api.port, tls: api.isTLS ? tls : nil),
-            group: group, maxConnections: config.limits.maxUpstreamConnections, timeouts: timeouts, limits: upstreamLimits)
+            endpoint: UpstreamEndpoint(host: api.host, port: api.port, tls: api.isTLS ? apiTLS : nil),
+            group: group, maxConnections: config.limits.maxUpstreamConnections, timeouts: timeouts, limits: upstreamLimits,
+            http2Mode: http2Mode)
 
         tokens = TokenProvider(settings: try Self.tokenSettings(config), loop: group.loops[0], tlsContext: tls, logger: logger,
                                clock: group.loops[0].clock)
@@ -195,6 +205,7 @@ public final class ProxyServer: @unchecked Sendable {
         if new.limits != old.limits { needRestart.append("limits") }
         if new.log != old.log { needRestart.append("log") }
         if new.shutdownGrace != old.shutdownGrace { needRestart.append("shutdown_grace") }
+        if new.upstreamHTTP2 != old.upstreamHTTP2 { needRestart.append("upstream_http2") }
         let tokenSettings = try Self.tokenSettings(new)
         var applied = new
         applied.listen = old.listen
@@ -205,6 +216,7 @@ public final class ProxyServer: @unchecked Sendable {
         applied.limits = old.limits
         applied.log = old.log
         applied.shutdownGrace = old.shutdownGrace
+        applied.upstreamHTTP2 = old.upstreamHTTP2
         // The buckets (and the requests waiting in them) carry over unless shaping itself changed.
         let limiter = new.rateLimit == old.rateLimit ? context.settings.limiter : ProxySettings.limiter(applied, clock: group.loops[0].clock)
         context.update(ProxySettings(applied, limiter: limiter))

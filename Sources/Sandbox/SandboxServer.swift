@@ -39,15 +39,17 @@ public final class SandboxServer: @unchecked Sendable {
     ///   - address: where to listen (port 0: any free port).
     ///   - tls: serve HTTPS with a fresh CA and a certificate for `localhost`, 127.0.0.1 and ::1.
     ///   - rateLimit: Floriday's rate limits, enforced before anything else (`SandboxRateLimit`); nil: none.
+    ///   - http2: over TLS, offer h2 by ALPN besides http/1.1 (false: http/1.1 only).
     public init(state: SandboxState = SandboxState(), address: SocketAddress, tls: Bool, group: EventLoopGroup? = nil,
-                certificateHosts: [String] = ["localhost"], rateLimit: SandboxRateLimit? = nil) throws {
+                certificateHosts: [String] = ["localhost"], rateLimit: SandboxRateLimit? = nil, http2: Bool = true) throws {
         self.state = state
         self.group = group ?? EventLoopGroup(loopCount: 1)
         var tlsContext: TLSContext?
         if tls {
             let ca = try CertificateFactory.makeCertificateAuthority(commonName: "floriday-proxy sandbox CA")
             let leaf = try CertificateFactory.makeLeaf(signedBy: ca, dnsNames: certificateHosts, ipAddresses: ["127.0.0.1", "::1"])
-            tlsContext = try TLSContext.server(certificateChainPEM: leaf.certificatePEM, privateKeyPEM: leaf.privateKeyPEM)
+            tlsContext = try TLSContext.server(certificateChainPEM: leaf.certificatePEM, privateKeyPEM: leaf.privateKeyPEM,
+                                               alpn: http2 ? ["h2", "http/1.1"] : ["http/1.1"])
             certificateAuthorityPEM = ca.certificatePEM
         } else {
             certificateAuthorityPEM = nil

@@ -7,6 +7,8 @@ import COpenSSL
 public final class TLSContext: @unchecked Sendable {
     let handle: OpaquePointer
     public let isClient: Bool
+    /// Server only: `h2` is among the protocols ALPN may choose.
+    public var offersHTTP2: Bool { alpnSelection?.offersHTTP2 ?? false }
     /// Server only: the protocols the ALPN callback chooses from. The callback receives it as
     /// an unretained pointer, so it must live as long as `handle`; engines retain the context.
     private let alpnSelection: ALPNSelection?
@@ -152,8 +154,17 @@ public final class TLSContext: @unchecked Sendable {
 /// pointer the select callback returns into it.
 final class ALPNSelection {
     let wire: UnsafeMutableBufferPointer<UInt8>
+    let offersHTTP2: Bool
 
     init(wire bytes: [UInt8]) {
+        var index = 0
+        var h2 = false
+        while index < bytes.count {
+            let length = Int(bytes[index])
+            if bytes[(index + 1)..<min(bytes.count, index + 1 + length)].elementsEqual("h2".utf8) { h2 = true }
+            index += 1 + length
+        }
+        offersHTTP2 = h2
         wire = .allocate(capacity: bytes.count)
         _ = wire.initialize(from: bytes)
     }

@@ -11,6 +11,12 @@ public protocol UpstreamResponseHandler: AnyObject {
     func upstreamFailed(_ error: UpstreamError)
     /// The request side drained its write buffer: more body may be written.
     func upstreamWritable()
+    /// A trailer section, just before `upstreamResponseEnd` (HTTP/2 responses only).
+    func upstreamResponseTrailers(_ fields: [HTTPField])
+}
+
+extension UpstreamResponseHandler {
+    public func upstreamResponseTrailers(_ fields: [HTTPField]) {}
 }
 
 public struct UpstreamTimeouts: Sendable {

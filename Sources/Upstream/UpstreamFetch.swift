@@ -54,7 +54,7 @@ private final class ResponseCollector: UpstreamResponseHandler {
     var head: HTTPResponseHead?
     var body: [UInt8] = []
     var done = false
-    weak var connection: HTTP1ClientConnection?
+    weak var connection: UpstreamChannel?
 
     init(maxBodyBytes: Int, completion: @escaping (Result<CollectedResponse, UpstreamError>) -> Void) {
         self.maxBodyBytes = maxBodyBytes

@@ -18,6 +18,7 @@ extension FloridayProxy {
         @Option(name: .customLong("rate-limit"), help: "Enforce Floriday's published rate limits per API key and endpoint, rates multiplied by FACTOR (1: as published); 429 past them.")
         var rateLimit: Double?
         @Flag(help: "Print the operations the sandbox serves, with scope and rate limit, and exit.") var list = false
+        @Flag(help: "Offer only http/1.1 by TLS ALPN (no HTTP/2).") var http1Only = false
 
         func run() throws {
             if list {
@@ -39,7 +40,7 @@ extension FloridayProxy {
             if let caOut, let pem = sandbox.certificateAuthorityPEM {
                 try pem.write(toFile: caOut, atomically: true, encoding: .utf8)
             }
-            print("sandbox listening on \(sandbox.baseURL)")
+            print("sandbox listening on \(sandbox.baseURL)" + (sandbox.isTLS ? (http1Only ? " (http/1.1)" : " (h2, http/1.1)") : ""))
             print("  issuer_url: \(sandbox.issuerURL)")
             print("  api_url:    \(sandbox.baseURL)")
             print("  client_id: \(SandboxClient.default.clientID)  client_secret: \(SandboxClient.default.clientSecret)  api_key: sandbox-api-key")

@@ -30,6 +30,7 @@ struct RenderingTests {
             token_auth_method: client_secret_post
             token_refresh_margin: 1m
             retry_body_limit: 1MiB
+            upstream_http2: auto
             ca_file: null
             allow_mixed_environments: false
             timeouts:

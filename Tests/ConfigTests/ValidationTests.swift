@@ -86,6 +86,15 @@ struct ValidationTests {
         #expect(loadError("not yaml: [")?.key == "config")
     }
 
+    @Test func upstreamHTTP2TakesItsThreeValues() throws {
+        #expect(try load(nil).upstreamHTTP2 == .auto)
+        #expect(try load("upstream_http2: never\n").upstreamHTTP2 == .never)
+        #expect(try load("upstream_http2: always\n").upstreamHTTP2 == .always)
+        #expect(loadError("upstream_http2: sometimes\n")?.key == "upstream_http2")
+        #expect(loadError("upstream_http2: always\napi_url: http://127.0.0.1:9000\n")?.key == "upstream_http2")
+        #expect(try load("upstream_http2: never\n").renderedYAML().contains("upstream_http2: never\n"))
+    }
+
     @Test func acceptsRetryBodyLimitZeroAndMarginZero() throws {
         let config = try load("retry_body_limit: 0\ntoken_refresh_margin: 0s\n")
         #expect(config.retryBodyLimit == 0 && config.tokenRefreshMargin == .zero)

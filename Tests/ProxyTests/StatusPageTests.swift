@@ -68,7 +68,7 @@ import Testing
 
         let upstream = try #require(json["upstream"] as? [String: Any])
         #expect((upstream["url"] as? String)?.hasPrefix("https://") == true)
-        #expect(upstream["protocol"] as? String == "HTTP/1.1 over TLS")
+        #expect(upstream["protocol"] as? String == "HTTP/2 over TLS")   // the sandbox offers h2 by ALPN
         #expect((upstream["handshakes"] as? Int ?? 0) >= 1)
         // 5, then a 401 and its replay, then a 401 whose replay found no token.
         #expect(upstream["requests"] as? Int == 8)

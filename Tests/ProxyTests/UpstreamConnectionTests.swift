@@ -11,7 +11,7 @@ import Upstream
     /// does when its client reads slowly.
     final class Recorder: UpstreamResponseHandler, @unchecked Sendable {
         let pauseOnBody: Bool
-        weak var connection: HTTP1ClientConnection?
+        weak var connection: UpstreamChannel?
         var status = 0
         var body: [UInt8] = []
         var failure: UpstreamError?

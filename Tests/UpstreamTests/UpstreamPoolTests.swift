@@ -61,7 +61,7 @@ import Upstream
         func set(_ value: Result<UpstreamPool.Acquired, UpstreamError>) { result.withLock { $0 = value } }
         var pending: Bool { result.withLock { $0 == nil } }
         var connection: HTTP1ClientConnection? {
-            result.withLock { if case .success(let acquired) = $0 { return acquired.connection } else { return nil } }
+            result.withLock { if case .success(let acquired) = $0 { return acquired.connection as? HTTP1ClientConnection } else { return nil } }
         }
         var reused: Bool? {
             result.withLock { if case .success(let acquired) = $0 { return acquired.reused } else { return nil } }

@@ -1,0 +1,228 @@
+import Config
+import EventLoop
+import Foundation
+import Logging
+import Proxy
+import Sandbox
+import TestSupport
+import Testing
+import TLS
+
+/// HTTP/2 towards the API: ALPN outcomes for `upstream_http2`, the pipeline over h2 against
+/// the sandbox, and faults (GOAWAY, REFUSED_STREAM, a reset stream) against a scripted h2 server.
+@Suite struct UpstreamHTTP2Tests {
+    /// The sandbox as IDM (and as API unless `api` is given) and the proxy in front.
+    final class Scene: @unchecked Sendable {
+        let sandbox: SandboxServer
+        let proxy: ProxyServer
+        let logs = LogCapture()
+        let caFile: String
+        var port: Int { proxy.localAddress.port }
+
+        init(sandboxHTTP2: Bool = true, api: ScriptedHTTP2Upstream? = nil, apiPort: Int? = nil, apiCA: String? = nil,
+             configure: (inout ProxyConfig) -> Void = { _ in }) throws {
+            ignoreSIGPIPE()
+            sandbox = try SandboxServer(address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true, http2: sandboxHTTP2)
+            caFile = NSTemporaryDirectory() + "floriday-proxy-h2-test-ca-\(UUID().uuidString).pem"
+            try (sandbox.certificateAuthorityPEM! + (api?.ca.certificatePEM ?? apiCA ?? "")).write(toFile: caFile, atomically: true, encoding: .utf8)
+            var config = Harness.config(for: sandbox, caFile: caFile)
+            if let port = api?.port ?? apiPort { config.apiURL = try EndpointURL("https://localhost:\(port)", key: "api_url") }
+            configure(&config)
+            let logs = self.logs
+            proxy = try ProxyServer(config: config, logger: Logger(label: "test") { _ in logs.handler() }, group: EventLoopGroup(loopCount: 2))
+            proxy.start()
+        }
+
+        func client() throws -> TestClient { try TestClient(port: port, timeout: 10) }
+
+        /// The `upstream_protocol` values of the access log lines.
+        var upstreamProtocols: [String] {
+            logs.all.filter { $0.hasPrefix("info access") }.compactMap { line in
+                line.split(separator: " ").first { $0.hasPrefix("upstream_protocol=") }.map { String($0.dropFirst("upstream_protocol=".count)) }
+            }
+        }
+
+        deinit {
+            sandbox.stop()
+            try? FileManager.default.removeItem(atPath: caFile)
+            proxy.shutdown(grace: .zero) {}
+        }
+    }
+
+    /// Runs `count` requests at once, each on its own client connection.
+    static func concurrently(_ count: Int, _ request: @escaping @Sendable (Int) throws -> TestClient.Response) -> [Result<Int, Error>] {
+        let results = Locked([Result<Int, Error>?](repeating: nil, count: count))
+        DispatchQueue.concurrentPerform(iterations: count) { index in
+            let outcome = Result { try request(index).status }
+            results.withLock { $0[index] = outcome }
+        }
+        return results.withLock { $0.map { $0! } }
+    }
+
+    // MARK: ALPN
+
+    @Test func autoUsesHTTP2WhenTheAPIOffersIt() throws {
+        let s = try Scene()
+        let response = try s.client().request("GET", "/suppliers-api-2026v1/trade-items")
+        #expect(response.status == 200)
+        let echoed = response.json["headers"] as? [String: String] ?? [:]
+        #expect(echoed["authorization"]?.hasPrefix("Bearer ") == true)
+        #expect(echoed["x-api-key"] == "sandbox-api-key")
+        #expect(eventually { s.upstreamProtocols == ["h2"] }, "\(s.upstreamProtocols)")
+        #expect(s.proxy.pools.stats.http2Connections == 1)
+        #expect(s.proxy.pools.stats.http1Connections == 0)
+    }
+
+    @Test func autoFallsBackToHTTP1WhenTheAPIDoesNotOfferH2() throws {
+        let s = try Scene(sandboxHTTP2: false)
+        #expect(try s.client().request("GET", "/suppliers-api-2026v1/a").status == 200)
+        #expect(eventually { s.upstreamProtocols == ["http/1.1"] }, "\(s.upstreamProtocols)")
+        #expect(s.proxy.pools.stats.http2Connections == 0)
+    }
+
+    @Test func neverOffersOnlyHTTP1() throws {
+        let s = try Scene { $0.upstreamHTTP2 = .never }
+        #expect(try s.client().request("GET", "/suppliers-api-2026v1/a").status == 200)
+        #expect(eventually { s.upstreamProtocols == ["http/1.1"] }, "\(s.upstreamProtocols)")
+        #expect(s.proxy.pools.stats.http2Connections == 0)
+    }
+
+    @Test func alwaysRefusesAnAPIWithoutH2WithAClearProblem() throws {
+        let s = try Scene(sandboxHTTP2: false) { $0.upstreamHTTP2 = .always }
+        let response = try s.client().request("GET", "/suppliers-api-2026v1/a")
+        #expect(response.status == 502)
+        #expect(response.json["type"] as? String == "urn:floriday-proxy:problem:upstream-tls-failure")
+        #expect((response.json["detail"] as? String)?.contains("upstream_http2 is always") == true, "\(response.bodyString)")
+        let good = try Scene { $0.upstreamHTTP2 = .always }
+        #expect(try good.client().request("GET", "/suppliers-api-2026v1/a").status == 200)
+        #expect(eventually { good.upstreamProtocols == ["h2"] })
+    }
+
+    // MARK: The pipeline over h2
+
+    @Test func concurrentRequestsShareOneConnectionPerLoop() throws {
+        let s = try Scene()
+        let port = s.port
+        let results = Self.concurrently(100) { index in
+            try TestClient(port: port, timeout: 20).request("GET", "/suppliers-api-2026v1/item-\(index)")
+        }
+        #expect(results.allSatisfy { (try? $0.get()) == 200 }, "\(results.filter { (try? $0.get()) != 200 })")
+        // Two loops, each with its own pool: at most one h2 connection each.
+        #expect(s.proxy.pools.stats.http2Connections <= 2)
+        #expect(s.proxy.pools.stats.handshakes <= 2)
+        #expect(eventually { s.proxy.pools.stats.http2StreamsInFlight == 0 })
+    }
+
+    @Test func a401IsReplayedOnceWithTheKeptPostBody() throws {
+        let s = try Scene()
+        let client = try s.client()
+        #expect(try client.request("GET", "/suppliers-api-2026v1/warm").status == 200)
+        _ = s.sandbox.state.revokeAllTokens()
+        let body = Array("{\"order\":\"replayed over h2\"}".utf8)
+        let response = try client.request("POST", "/suppliers-api-2026v1/orders", headers: [("Content-Type", "application/json")], body: body)
+        #expect(response.status == 200)
+        #expect(response.json["body"] as? String == String(decoding: body, as: UTF8.self))
+        #expect(s.proxy.stats.retriesAfter401 == 1)
+        #expect(eventually { s.upstreamProtocols == ["h2", "h2"] }, "\(s.upstreamProtocols)")
+    }
+
+    @Test func largeBodiesStreamBothWays() throws {
+        let s = try Scene { $0.limits.maxBodyBytes = 64 << 20 }
+        let client = try s.client()
+        let size = 20_000_000
+        var received = 0
+        var patternHolds = true
+        let response = try client.request("GET", "/suppliers-api-2026v1/_sandbox/bytes?size=\(size)")
+        received = response.body.count
+        for (i, byte) in response.body.enumerated() where byte != UInt8(i % 251) { patternHolds = false; break }
+        #expect(response.status == 200)
+        #expect(received == size)
+        #expect(patternHolds)
+        let upload = [UInt8](repeating: 0x5a, count: size)
+        let echoed = try client.request("POST", "/suppliers-api-2026v1/upload", body: upload)
+        #expect(echoed.status == 200)
+        #expect(echoed.json["bodyBytes"] as? Int == size)
+        #expect(eventually { s.upstreamProtocols == ["h2", "h2"] })
+    }
+
+    @Test func aSlowClientDoesNotStallOtherStreams() throws {
+        let s = try Scene { $0.limits.maxUpstreamConnections = 2 }
+        let slow = try s.client()
+        try slow.send("GET /suppliers-api-2026v1/_sandbox/bytes?size=50000000 HTTP/1.1\r\nHost: p\r\n\r\n")
+        #expect(try slow.readSome() != nil)   // the head and a first piece; then it stops reading
+        for i in 0..<10 {
+            do {
+                #expect(try s.client().request("GET", "/suppliers-api-2026v1/meanwhile-\(i)").status == 200)
+            } catch {
+                Issue.record("meanwhile-\(i) stalled: \(error)")
+            }
+        }
+        #expect(s.proxy.pools.stats.http2Connections <= 2)
+        // The slow client reads on: its stream resumes (its WINDOW_UPDATEs go out again).
+        var total = 0
+        while total < 4_000_000, let chunk = try slow.readSome() { total += chunk.count }
+        #expect(total >= 4_000_000)
+    }
+
+    // MARK: Faults
+
+    @Test func goAwayMidLoadLosesNothingAndDoublesNothing() throws {
+        let api = try ScriptedHTTP2Upstream(script: .init(goAwayAfter: 5, holdResponses: false))
+        defer { api.stop() }
+        let s = try Scene(api: api) { $0.limits.maxUpstreamConnections = 2 }
+        let port = s.port
+        let results = Self.concurrently(20) { index in
+            try TestClient(port: port, timeout: 20).request("GET", "/suppliers-api-2026v1/job-\(index)")
+        }
+        #expect(results.allSatisfy { (try? $0.get()) == 200 }, "\(results)")
+        let paths = api.processed.map(\.path)
+        #expect(paths.count == 20, "processed: \(paths.sorted())")
+        #expect(Set(paths) == Set((0..<20).map { "/suppliers-api-2026v1/job-\($0)" }))
+        #expect(api.processed.allSatisfy { $0.authorization?.hasPrefix("Bearer ") == true && $0.apiKey == "sandbox-api-key" })
+        #expect(api.connectionCount >= 2)
+    }
+
+    @Test func aRefusedStreamIsSentAgainOnce() throws {
+        let api = try ScriptedHTTP2Upstream(script: .init(refuseFirst: 1))
+        defer { api.stop() }
+        let s = try Scene(api: api)
+        #expect(try s.client().request("GET", "/suppliers-api-2026v1/once").status == 200)
+        #expect(api.refusedCount == 1)
+        #expect(api.processed.map(\.path) == ["/suppliers-api-2026v1/once"])
+
+        let twice = try ScriptedHTTP2Upstream(script: .init(refuseFirst: 2))
+        defer { twice.stop() }
+        let t = try Scene(api: twice)
+        let response = try t.client().request("GET", "/suppliers-api-2026v1/twice")
+        #expect(response.status == 502)
+        #expect(response.json["type"] as? String == "urn:floriday-proxy:problem:upstream-connection-closed")
+        #expect(twice.refusedCount == 2)
+        #expect(twice.processed.isEmpty)
+    }
+
+    @Test func aResetStreamBreaksOnlyItsResponse() throws {
+        let api = try ScriptedHTTP2Upstream(script: .init())
+        defer { api.stop() }
+        let s = try Scene(api: api)
+        let client = try s.client()
+        #expect(throws: (any Error).self) { try client.request("GET", "/suppliers-api-2026v1/reset") }
+        // The connection carries the next exchange: only the stream was reset.
+        for i in 0..<4 {
+            #expect(try s.client().request("GET", "/suppliers-api-2026v1/after-\(i)").status == 200)
+        }
+        #expect(api.connectionCount <= 2)   // one per loop at most
+    }
+
+    @Test func aLoweredStreamLimitIsHonoured() throws {
+        let api = try ScriptedHTTP2Upstream(script: .init(lowerMaxConcurrentStreamsTo: 2))
+        defer { api.stop() }
+        let s = try Scene(api: api) { $0.limits.maxUpstreamConnections = 2 }
+        #expect(try s.client().request("GET", "/suppliers-api-2026v1/first").status == 200)
+        let port = s.port
+        let results = Self.concurrently(12) { index in
+            try TestClient(port: port, timeout: 20).request("GET", "/suppliers-api-2026v1/n-\(index)")
+        }
+        #expect(results.allSatisfy { (try? $0.get()) == 200 }, "\(results)")
+        #expect(api.processed.count == 13)
+    }
+}
