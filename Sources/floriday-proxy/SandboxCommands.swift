@@ -36,7 +36,7 @@ extension FloridayProxy {
             }
             let state = SandboxState(tokenLifetime: tokenLifetime)
             let sandbox = try SandboxServer(state: state, address: address, tls: !plain, certificateHosts: ["localhost"] + hostname,
-                                            rateLimit: rateLimit.map { SandboxRateLimit(scale: $0) })
+                                            rateLimit: rateLimit.map { SandboxRateLimit(scale: $0) }, http2: !http1Only)
             if let caOut, let pem = sandbox.certificateAuthorityPEM {
                 try pem.write(toFile: caOut, atomically: true, encoding: .utf8)
             }
