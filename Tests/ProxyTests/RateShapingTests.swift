@@ -11,11 +11,11 @@ import Testing
 /// Shaping against the sandbox enforcing its own limits, on one manual clock: the proxy's
 /// timers and both sides' buckets see time pass only when the test moves it.
 @Suite struct RateShapingTests {
-    static let slow = "/suppliers-api-2026v1/slow/1"
-    static let fast = "/suppliers-api-2026v1/fast"
+    static let slow = "/suppliers-api-2026v1/_sandbox/echo/slow/1"
+    static let fast = "/suppliers-api-2026v1/_sandbox/echo/fast"
     static func rules(slow: BucketLimit, fast: BucketLimit = BucketLimit(rate: 1, burst: 1)) -> [EndpointRule] {
-        [EndpointRule(methods: ["GET"], path: "/suppliers-api-*/slow/*", limit: slow),
-         EndpointRule(methods: ["GET"], path: "/suppliers-api-*/fast", limit: fast)]
+        [EndpointRule(methods: ["GET"], path: "/suppliers-api-*/_sandbox/echo/slow/*", limit: slow),
+         EndpointRule(methods: ["GET"], path: "/suppliers-api-*/_sandbox/echo/fast", limit: fast)]
     }
 
     final class Setup {
@@ -33,8 +33,8 @@ import Testing
                 config.rateLimit.burst = 1
                 config.rateLimit.maxWait = maxWait
                 config.rateLimit.endpoints = [
-                    .init(methods: ["GET"], path: "/suppliers-api-*/slow/*", rate: proxy.rate, burst: Int(proxy.burst)),
-                    .init(methods: ["GET"], path: "/suppliers-api-*/fast", rate: 1, burst: 1),
+                    .init(methods: ["GET"], path: "/suppliers-api-*/_sandbox/echo/slow/*", rate: proxy.rate, burst: Int(proxy.burst)),
+                    .init(methods: ["GET"], path: "/suppliers-api-*/_sandbox/echo/fast", rate: 1, burst: 1),
                 ]
             }
         }
@@ -70,9 +70,9 @@ import Testing
         #expect(s.waiting == 0)
         #expect(eventually { s.h.logs.all.filter { $0.contains("wait_ms=") }.count == 16 })
         let endpoint = "organization=\"(default)\""
-        #expect(eventually { s.metricsText.contains("floriday_proxy_rate_limit_requests_total{\(endpoint),endpoint=\"GET /suppliers-api-*/slow/*\",outcome=\"waited\"} 16") })
-        #expect(s.metricsText.contains("floriday_proxy_rate_limit_requests_total{\(endpoint),endpoint=\"GET /suppliers-api-*/slow/*\",outcome=\"admitted\"} 4"))
-        #expect(s.metricsText.contains("floriday_proxy_rate_limit_waiting{\(endpoint),endpoint=\"GET /suppliers-api-*/slow/*\"} 0"))
+        #expect(eventually { s.metricsText.contains("floriday_proxy_rate_limit_requests_total{\(endpoint),endpoint=\"GET /suppliers-api-*/_sandbox/echo/slow/*\",outcome=\"waited\"} 16") })
+        #expect(s.metricsText.contains("floriday_proxy_rate_limit_requests_total{\(endpoint),endpoint=\"GET /suppliers-api-*/_sandbox/echo/slow/*\",outcome=\"admitted\"} 4"))
+        #expect(s.metricsText.contains("floriday_proxy_rate_limit_waiting{\(endpoint),endpoint=\"GET /suppliers-api-*/_sandbox/echo/slow/*\"} 0"))
     }
 
     @Test func twoEndpointsDoNotShareABucketAndASlowQueueDoesNotDelayTheOther() throws {

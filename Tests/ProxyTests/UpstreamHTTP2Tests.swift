@@ -63,7 +63,7 @@ import TLS
 
     @Test func autoUsesHTTP2WhenTheAPIOffersIt() throws {
         let s = try Scene()
-        let response = try s.client().request("GET", "/suppliers-api-2026v1/trade-items")
+        let response = try s.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/trade-items")
         #expect(response.status == 200)
         let echoed = response.json["headers"] as? [String: String] ?? [:]
         #expect(echoed["authorization"]?.hasPrefix("Bearer ") == true)
@@ -75,26 +75,26 @@ import TLS
 
     @Test func autoFallsBackToHTTP1WhenTheAPIDoesNotOfferH2() throws {
         let s = try Scene(sandboxHTTP2: false)
-        #expect(try s.client().request("GET", "/suppliers-api-2026v1/a").status == 200)
+        #expect(try s.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/a").status == 200)
         #expect(eventually { s.upstreamProtocols == ["http/1.1"] }, "\(s.upstreamProtocols)")
         #expect(s.proxy.pools.stats.http2Connections == 0)
     }
 
     @Test func neverOffersOnlyHTTP1() throws {
         let s = try Scene { $0.upstreamHTTP2 = .never }
-        #expect(try s.client().request("GET", "/suppliers-api-2026v1/a").status == 200)
+        #expect(try s.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/a").status == 200)
         #expect(eventually { s.upstreamProtocols == ["http/1.1"] }, "\(s.upstreamProtocols)")
         #expect(s.proxy.pools.stats.http2Connections == 0)
     }
 
     @Test func alwaysRefusesAnAPIWithoutH2WithAClearProblem() throws {
         let s = try Scene(sandboxHTTP2: false) { $0.upstreamHTTP2 = .always }
-        let response = try s.client().request("GET", "/suppliers-api-2026v1/a")
+        let response = try s.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/a")
         #expect(response.status == 502)
         #expect(response.json["type"] as? String == "urn:floriday-proxy:problem:upstream-tls-failure")
         #expect((response.json["detail"] as? String)?.contains("upstream_http2 is always") == true, "\(response.bodyString)")
         let good = try Scene { $0.upstreamHTTP2 = .always }
-        #expect(try good.client().request("GET", "/suppliers-api-2026v1/a").status == 200)
+        #expect(try good.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/a").status == 200)
         #expect(eventually { good.upstreamProtocols == ["h2"] })
     }
 
@@ -104,7 +104,7 @@ import TLS
         let s = try Scene()
         let port = s.port
         let results = Self.concurrently(100) { index in
-            try TestClient(port: port, timeout: 20).request("GET", "/suppliers-api-2026v1/item-\(index)")
+            try TestClient(port: port, timeout: 20).request("GET", "/suppliers-api-2026v1/_sandbox/echo/item-\(index)")
         }
         #expect(results.allSatisfy { (try? $0.get()) == 200 }, "\(results.filter { (try? $0.get()) != 200 })")
         // Two loops, each with its own pool: at most one h2 connection each.
@@ -116,10 +116,10 @@ import TLS
     @Test func a401IsReplayedOnceWithTheKeptPostBody() throws {
         let s = try Scene()
         let client = try s.client()
-        #expect(try client.request("GET", "/suppliers-api-2026v1/warm").status == 200)
+        #expect(try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/warm").status == 200)
         _ = s.sandbox.state.revokeAllTokens()
         let body = Array("{\"order\":\"replayed over h2\"}".utf8)
-        let response = try client.request("POST", "/suppliers-api-2026v1/orders", headers: [("Content-Type", "application/json")], body: body)
+        let response = try client.request("POST", "/suppliers-api-2026v1/_sandbox/echo/orders", headers: [("Content-Type", "application/json")], body: body)
         #expect(response.status == 200)
         #expect(response.json["body"] as? String == String(decoding: body, as: UTF8.self))
         #expect(s.proxy.stats.retriesAfter401 == 1)
@@ -139,7 +139,7 @@ import TLS
         #expect(received == size)
         #expect(patternHolds)
         let upload = [UInt8](repeating: 0x5a, count: size)
-        let echoed = try client.request("POST", "/suppliers-api-2026v1/upload", body: upload)
+        let echoed = try client.request("POST", "/suppliers-api-2026v1/_sandbox/echo/upload", body: upload)
         #expect(echoed.status == 200)
         #expect(echoed.json["bodyBytes"] as? Int == size)
         #expect(eventually { s.upstreamProtocols == ["h2", "h2"] })
@@ -152,7 +152,7 @@ import TLS
         #expect(try slow.readSome() != nil)   // the head and a first piece; then it stops reading
         for i in 0..<10 {
             do {
-                #expect(try s.client().request("GET", "/suppliers-api-2026v1/meanwhile-\(i)").status == 200)
+                #expect(try s.client().request("GET", "/suppliers-api-2026v1/_sandbox/echo/meanwhile-\(i)").status == 200)
             } catch {
                 Issue.record("meanwhile-\(i) stalled: \(error)")
             }
