@@ -9,7 +9,7 @@
 SWIFT ?= swift
 SYSTEM_PACKAGES := libssl-dev libnghttp2-dev libhiredis-dev pkg-config
 # docker-compose: validates the Compose file statically (no engine needed) during the tests;
-# nghttp2-client: a second, independent HTTP/2 client in the tests;
+# nghttp2-client: a second, independent HTTP/2 client in the tests; nghttp2-server: nghttpd, an independent h2 upstream;
 # chromium: the status page in a real (headless) browser; prometheus: promtool checks the alert rules;
 # redis-server: the shared rate budget's tests run against a real one; haproxy: checks docker/haproxy.cfg;
 # python3-venv: kubernetes-validate and the generated clients (PyPI); default-jre-headless: openapi-generator
