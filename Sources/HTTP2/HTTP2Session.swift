@@ -66,6 +66,8 @@ public protocol HTTP2SessionDelegate: AnyObject {
     func http2Trailers(stream: Int32, fields: [HTTPField])
     /// The peer acknowledged a PING this session sent.
     func http2PingAcknowledged()
+    /// The peer sent a PING (answered by the session unless `autoPingAck` is off).
+    func http2PingReceived()
     /// The peer's SETTINGS frame was applied (e.g. a new SETTINGS_MAX_CONCURRENT_STREAMS).
     func http2RemoteSettingsChanged()
 }
@@ -81,6 +83,7 @@ extension HTTP2SessionDelegate {
     public func http2StreamWritable(stream: Int32) {}
     public func http2Trailers(stream: Int32, fields: [HTTPField]) {}
     public func http2PingAcknowledged() {}
+    public func http2PingReceived() {}
     public func http2RemoteSettingsChanged() {}
 }
 
@@ -506,7 +509,11 @@ public final class HTTP2Session {
         case NGHTTP2_GOAWAY.rawValue:
             delegate?.http2GoAway(lastStreamID: frame.pointee.goaway.last_stream_id, errorCode: frame.pointee.goaway.error_code)
         case NGHTTP2_PING.rawValue:
-            if frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 { delegate?.http2PingAcknowledged() }
+            if frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 {
+                delegate?.http2PingAcknowledged()
+            } else {
+                delegate?.http2PingReceived()
+            }
         case NGHTTP2_SETTINGS.rawValue:
             if frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0 { delegate?.http2RemoteSettingsChanged() }
         default:

@@ -19,8 +19,9 @@ import TLS
         let caFile: String
         var port: Int { proxy.localAddress.port }
 
+        /// `clock`: the proxy's loops run on it (moved by the test); `loops`: how many.
         init(sandboxHTTP2: Bool = true, api: ScriptedHTTP2Upstream? = nil, apiPort: Int? = nil, apiCA: String? = nil,
-             configure: (inout ProxyConfig) -> Void = { _ in }) throws {
+             clock: ManualClock? = nil, loops: Int = 2, configure: (inout ProxyConfig) -> Void = { _ in }) throws {
             ignoreSIGPIPE()
             sandbox = try SandboxServer(address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true, http2: sandboxHTTP2)
             caFile = NSTemporaryDirectory() + "floriday-proxy-h2-test-ca-\(UUID().uuidString).pem"
@@ -29,7 +30,7 @@ import TLS
             if let port = api?.port ?? apiPort { config.apiURL = try EndpointURL("https://localhost:\(port)", key: "api_url") }
             configure(&config)
             let logs = self.logs
-            proxy = try ProxyServer(config: config, logger: Logger(label: "test") { _ in logs.handler() }, group: EventLoopGroup(loopCount: 2))
+            proxy = try ProxyServer(config: config, logger: Logger(label: "test") { _ in logs.handler() }, group: clock.map { EventLoopGroup(loopCount: loops, clock: $0) } ?? EventLoopGroup(loopCount: loops))
             proxy.start()
         }
 
@@ -214,15 +215,98 @@ import TLS
     }
 
     @Test func aLoweredStreamLimitIsHonoured() throws {
-        let api = try ScriptedHTTP2Upstream(script: .init(lowerMaxConcurrentStreamsTo: 2))
+        // The server lowers SETTINGS_MAX_CONCURRENT_STREAMS to 2 after the first request head
+        // and holds its responses: the proxy's one connection (one loop, one connection allowed)
+        // must never carry more than 2 streams at once, and the others wait their turn.
+        // (Beyond the limit, nghttp2 on the server side would refuse the stream, and a second
+        // refusal would be a 502.)
+        let api = try ScriptedHTTP2Upstream(script: .init(lowerMaxConcurrentStreamsTo: 2, holdResponses: true))
         defer { api.stop() }
-        let s = try Scene(api: api) { $0.limits.maxUpstreamConnections = 2 }
-        #expect(try s.client().request("GET", "/suppliers-api-2026v1/first").status == 200)
-        let port = s.port
-        let results = Self.concurrently(12) { index in
-            try TestClient(port: port, timeout: 20).request("GET", "/suppliers-api-2026v1/n-\(index)")
+        let s = try Scene(api: api, loops: 1) { $0.limits.maxUpstreamConnections = 1 }
+        let first = try s.client()
+        try first.send("GET /suppliers-api-2026v1/first HTTP/1.1\r\nHost: p\r\n\r\n")
+        #expect(eventually { api.heldCount == 1 })
+        api.release()
+        #expect(try first.readResponse().status == 200)
+
+        let count = 12
+        let clients = try (0..<count).map { _ in try s.client() }
+        for (i, client) in clients.enumerated() {
+            try client.send("GET /suppliers-api-2026v1/n-\(i) HTTP/1.1\r\nHost: p\r\n\r\n")
         }
-        #expect(results.allSatisfy { (try? $0.get()) == 200 }, "\(results)")
-        #expect(api.processed.count == 13)
+        var released = 0
+        while released < count {
+            // Two streams open at the server, their responses held: the others must wait.
+            guard eventually({ api.heldCount == min(2, count - released) }) else {
+                Issue.record("held \(api.heldCount) after \(released) released")
+                break
+            }
+            #expect(api.maxOpenStreamsSeen <= 2)
+            // The proxy opens no more itself (nghttp2 would also hold back a stream beyond the
+            // peer's limit, but then the exchange would wait inside the session, past its timer).
+            #expect(s.proxy.pools.stats.http2StreamsInFlight <= 2)
+            released += api.heldCount
+            api.release()
+        }
+        for client in clients { #expect(try client.readResponse().status == 200) }
+        #expect(api.maxOpenStreamsSeen == 2)
+        #expect(api.processed.count == count + 1)
+        #expect(api.connectionCount == 1)
+    }
+
+    @Test func anIdleConnectionUnansweredPingIsDropped() throws {
+        let clock = ManualClock()
+        let api = try ScriptedHTTP2Upstream(script: .init(answerPings: false))
+        defer { api.stop() }
+        let s = try Scene(api: api, clock: clock, loops: 1) {
+            $0.timeouts.idle = .seconds(60)
+            $0.timeouts.connect = .seconds(5)
+        }
+        let loops = s.proxy.group.loops
+        #expect(try s.client().request("GET", "/suppliers-api-2026v1/first").status == 200)
+        #expect(api.connectionCount == 1)
+        // timeouts.idle / 2 without a stream: PING.
+        advance(clock, by: .seconds(29), firingTimersOn: loops)
+        #expect(s.proxy.pools.stats.http2Connections == 1)
+        advance(clock, by: .seconds(1), firingTimersOn: loops)
+        #expect(eventually { api.pingsReceived == 1 })
+        // No answer within timeouts.connect: the connection is dropped, not a moment before.
+        advance(clock, by: .seconds(4), firingTimersOn: loops)
+        #expect(s.proxy.pools.stats.http2Connections == 1)
+        #expect(api.closedConnections == 0)
+        advance(clock, by: .seconds(1), firingTimersOn: loops)
+        #expect(eventually { s.proxy.pools.stats.http2Connections == 0 })
+        #expect(eventually { api.closedConnections == 1 })
+        // The next request gets a new connection.
+        #expect(try s.client().request("GET", "/suppliers-api-2026v1/after").status == 200)
+        #expect(api.connectionCount == 2)
+        #expect(api.processed.map(\.connection) == [1, 2])
+    }
+
+    @Test func anIdleConnectionThatAnswersPingStaysUntilTheIdleTimeout() throws {
+        let clock = ManualClock()
+        let api = try ScriptedHTTP2Upstream(script: .init(answerPings: true))
+        defer { api.stop() }
+        let s = try Scene(api: api, clock: clock, loops: 1) {
+            $0.timeouts.idle = .seconds(60)
+            $0.timeouts.connect = .seconds(5)
+        }
+        let loops = s.proxy.group.loops
+        #expect(try s.client().request("GET", "/suppliers-api-2026v1/first").status == 200)
+        advance(clock, by: .seconds(30), firingTimersOn: loops)
+        #expect(eventually { api.pingsReceived == 1 })
+        // The server acknowledged the PING before it read this request, so when the response is
+        // in, the acknowledgement reached the proxy first (one TCP stream, in order).
+        #expect(try s.client().request("GET", "/suppliers-api-2026v1/second").status == 200)
+        #expect(api.connectionCount == 1)
+        // Past the connect timeout: still there.
+        advance(clock, by: .seconds(10), firingTimersOn: loops)
+        #expect(s.proxy.pools.stats.http2Connections == 1)
+        #expect(api.closedConnections == 0)
+        // Idle again since the second request: probed again after idle / 2.
+        advance(clock, by: .seconds(20), firingTimersOn: loops)
+        #expect(eventually { api.pingsReceived == 2 })
+        #expect(try s.client().request("GET", "/suppliers-api-2026v1/third").status == 200)
+        #expect(api.connectionCount == 1)
     }
 }
