@@ -51,6 +51,8 @@ final class ProxyExchange: UpstreamResponseHandler {
     private var upstreamStart: ContinuousClock.Instant?
     private var upstreamDuration: Duration?
     private var upstreamPaused = false
+    /// The trailer section of the response (HTTP/2 upstreams), sent with its end.
+    private var trailers = HTTPHeaders()
     private var problemKind: Problem.Kind?
 
     private enum State {
@@ -274,6 +276,11 @@ final class ProxyExchange: UpstreamResponseHandler {
         }
     }
 
+    func upstreamResponseTrailers(_ fields: [HTTPField]) {
+        guard state == .relaying else { return }
+        trailers = HeaderRewrite.clientTrailers(from: fields)
+    }
+
     func upstreamResponseEnd() {
         upstream = nil
         if state == .discarding401 {
@@ -287,7 +294,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             return
         }
         guard state == .relaying else { return }
-        client.end()
+        client.end(trailers: trailers)
         finish()
     }
 
