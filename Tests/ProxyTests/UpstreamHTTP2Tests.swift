@@ -127,23 +127,55 @@ import TLS
         #expect(eventually { s.upstreamProtocols == ["h2", "h2"] }, "\(s.upstreamProtocols)")
     }
 
-    @Test func largeBodiesStreamBothWays() throws {
+    @Test func fiftyMebibytesEachWayWithoutBufferingTheBody() throws {
         let s = try Scene { $0.limits.maxBodyBytes = 64 << 20 }
-        let client = try s.client()
-        let size = 20_000_000
+        let size = 50 << 20
+        let window = 1 << 20   // HTTP2ClientConnection's stream window
+
+        // Down, to a client that reads slowly (a small receive buffer, a pause after every
+        // 512 KiB): the stream stops at its window, the proxy holds no more than that.
+        let slow = try TestClient(port: s.port, timeout: 30)
+        var small: Int32 = 64 * 1024
+        setsockopt(slow.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        try slow.send("GET /suppliers-api-2026v1/_sandbox/bytes?size=\(size) HTTP/1.1\r\nHost: p\r\n\r\n")
         var received = 0
         var patternHolds = true
-        let response = try client.request("GET", "/suppliers-api-2026v1/_sandbox/bytes?size=\(size)")
-        received = response.body.count
-        for (i, byte) in response.body.enumerated() where byte != UInt8(i % 251) { patternHolds = false; break }
+        var sincePause = 0
+        let response = try slow.readResponse { bytes in
+            for (i, byte) in bytes.enumerated() where byte != UInt8((received + i) % 251) { patternHolds = false; break }
+            received += bytes.count
+            sincePause += bytes.count
+            if sincePause >= 512 * 1024 {
+                sincePause = 0
+                usleep(2_000)
+            }
+        }
         #expect(response.status == 200)
         #expect(received == size)
         #expect(patternHolds)
-        let upload = [UInt8](repeating: 0x5a, count: size)
-        let echoed = try client.request("POST", "/suppliers-api-2026v1/_sandbox/echo/upload", body: upload)
+        // The client was slow enough for the stream to wait for it (bytes were held), and what
+        // waited never passed the stream window (one DATA frame of slack).
+        let streamPeak = s.proxy.pools.stats.http2StreamBufferPeak
+        #expect(streamPeak > 0, "the client never made the stream wait")
+        #expect(streamPeak <= window + 16 * 1024, "a stream held \(streamPeak) bytes")
+
+        // Up, from a client that writes as fast as it can: it is paused while the stream's send
+        // window and the proxy's mark are full.
+        var head = Array("POST /suppliers-api-2026v1/_sandbox/echo/upload HTTP/1.1\r\nHost: p\r\nContent-Length: \(size)\r\n\r\n".utf8)
+        let piece = [UInt8](repeating: 0x5a, count: 1 << 20)
+        try slow.send(head)
+        head = []
+        for _ in 0..<(size >> 20) { try slow.send(piece) }
+        let echoed = try slow.readResponse()
         #expect(echoed.status == 200)
         #expect(echoed.json["bodyBytes"] as? Int == size)
         #expect(eventually { s.upstreamProtocols == ["h2", "h2"] })
+
+        // Whatever the body size, an exchange held at most the replay copy (retry_body_limit,
+        // 1 MiB) and the flow-control marks (256 KiB), a stream at most its window.
+        let exchangePeak = s.proxy.stats.bodyBufferPeak
+        #expect(exchangePeak <= (1 << 20) + 512 * 1024, "an exchange held \(exchangePeak) bytes")
+        #expect(s.proxy.pools.stats.http2StreamBufferPeak <= window + 16 * 1024)
     }
 
     @Test func aSlowClientDoesNotStallOtherStreams() throws {
