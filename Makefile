@@ -9,14 +9,14 @@
 SWIFT ?= swift
 SYSTEM_PACKAGES := libssl-dev libnghttp2-dev libhiredis-dev pkg-config
 # docker-compose: validates the Compose file statically (no engine needed) during the tests;
-# nghttp2-client: a second, independent HTTP/2 client in the tests;
+# nghttp2-client: a second, independent HTTP/2 client in the tests; nghttp2-server: nghttpd, an independent h2 upstream;
 # chromium: the status page in a real (headless) browser; prometheus: promtool checks the alert rules;
 # redis-server: the shared rate budget's tests run against a real one; haproxy: checks docker/haproxy.cfg;
 # python3-venv: kubernetes-validate and the generated clients (PyPI); default-jre-headless: openapi-generator
 TEST_PACKAGES := $(SYSTEM_PACKAGES) docker-compose nghttp2-client nghttp2-server chromium prometheus redis-server python3-venv haproxy default-jre-headless
 # stress-ng: loads the cores while `make test-stress` runs the suite
 STRESS_PACKAGES := $(TEST_PACKAGES) stress-ng
-BENCH_PACKAGES := nginx-light wrk curl openssl nghttp2-client linux-perf
+BENCH_PACKAGES := nginx-light wrk curl openssl nghttp2-client nghttp2-proxy linux-perf
 
 .PHONY: all build release test client-check rate-limit-check test-stress stress-deps sanitize asan tsan demo deps test-deps bench-deps bench latency fuzz soak churn clean
 

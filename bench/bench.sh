@@ -4,6 +4,13 @@
 #   A  wrk ──HTTPS──▶ upstream                         (the upstream alone: the ceiling)
 #   B  wrk ──HTTP──▶ nginx proxy ──HTTPS──▶ upstream    (nginx injecting a static token + API key)
 #   C  wrk ──HTTP──▶ floriday-proxy ──HTTPS──▶ upstream (token from the sandbox IDM, cached)
+#   E  wrk ──HTTP──▶ floriday-proxy ──HTTPS h2──▶ upstream (the same, the upstream offering h2)
+#   F  wrk ──HTTP──▶ nghttpx ──HTTPS h2──▶ upstream     (nghttpx, the peer that can do the same)
+#
+# nginx cannot speak HTTP/2 to its upstream, so B and C use the upstream's http/1.1-only port
+# and E and F its h2 port (same nginx server). The upstream connections column counts the
+# measured proxy's established TCP connections to the upstream port during the run (the most
+# seen, `ss -p` every second): with h2, floriday-proxy needs about one per event loop.
 #
 # The upstream is nginx over TLS answering a fixed 1 KiB JSON body to GET and the size of the
 # body it read to POST (nginx-upstream.conf.in). The identity server is `floriday-proxy sandbox`.
@@ -27,6 +34,7 @@
 #   THREADLOOP_BIN    floriday-proxy built with -DEVENTLOOP_THREAD_DRIVEN (the event-loop design
 #                     that was measured and not shipped, see NOTES.md); when set (`make bench`
 #                     does), it runs as target D in every step of the main table
+#   H2=0              leave out E and F (default: E always, F when nghttpx is installed)
 #   LONG=1            also run the soak, LONG_REQUESTS requests (default 1000000)
 #
 # Every process this script starts is stopped on exit (trap), also on error or Ctrl-C.
@@ -61,6 +69,10 @@ THREADLOOP_BIN=${THREADLOOP_BIN:-}
 [[ -z $THREADLOOP_BIN || -x $THREADLOOP_BIN ]] || die "THREADLOOP_BIN=$THREADLOOP_BIN is not executable"
 # perf (linux-perf) counts system calls and context switches per request; without it those
 # columns stay empty.
+H2=${H2:-1}
+HAVE_NGHTTPX=0
+if [[ $H2 == 1 ]] && command -v nghttpx >/dev/null; then HAVE_NGHTTPX=1; fi
+[[ $H2 == 1 && $HAVE_NGHTTPX == 0 ]] && log "nghttpx is not installed (nghttp2-proxy, make bench-deps): no row F"
 HAVE_PERF=0
 if command -v perf >/dev/null && perf stat -e raw_syscalls:sys_enter,context-switches true >/dev/null 2>&1; then HAVE_PERF=1; fi
 
@@ -95,12 +107,13 @@ start_nginx_proxy() {   # target access_log
     PIDS+=("$!")
 }
 
-start_floriday_proxy() {   # target level [binary]
-    local target=$1 level=$2 binary=${3:-$PROXY_BIN} name=floriday-proxy
+start_floriday_proxy() {   # target level [binary] [upstream port]
+    local target=$1 level=$2 binary=${3:-$PROXY_BIN} upstream_port=${4:-$UPSTREAM_PORT} name=floriday-proxy
     [[ $level != warning ]] && name=floriday-proxy-$level
     [[ $target == D ]] && name=floriday-proxy-threadloop
+    [[ $target == E ]] && name=floriday-proxy-h2
     PORT[$target]=$(free_port)
-    write_proxy_config "$OUT/$name.yaml" "${PORT[$target]}" "$level"
+    write_proxy_config "$OUT/$name.yaml" "${PORT[$target]}" "$level" "$upstream_port"
     "${PROXY_ENV[@]}" "$binary" run --config "$OUT/$name.yaml" >> "$OUT/$name.log" 2>&1 &
     PID[$target]=$!
     PIDS+=("$!")
@@ -116,6 +129,11 @@ fresh() {   # target
         C) start_floriday_proxy C warning ;;
         C-info) start_floriday_proxy C-info info ;;
         D) start_floriday_proxy D warning "$THREADLOOP_BIN" ;;
+        E) start_floriday_proxy E warning "$PROXY_BIN" "$UPSTREAM_H2_PORT" ;;
+        F) PORT[F]=$(free_port)
+           start_nghttpx "${PORT[F]}" nghttpx
+           PID[F]=$!
+           PIDS+=("$!") ;;
     esac
     wait_port "${PORT[$target]}"
     check_target "$target"
@@ -135,8 +153,11 @@ select_target() {
            HEADERS=(-H "Authorization: Bearer $TOKEN" -H "X-Api-Key: $API_KEY") ;;
         B | B-log) URL="http://127.0.0.1:${PORT[$target]}$API_PATH"
            read -r -a MEASURED <<< "$(nginx_pids "${PID[$target]}")" ;;
-        C | C-info | D) URL="http://127.0.0.1:${PORT[$target]}$API_PATH"
+        C | C-info | D | E) URL="http://127.0.0.1:${PORT[$target]}$API_PATH"
            MEASURED=("${PID[$target]}") ;;
+        # nghttpx forks its worker process from the one started.
+        F) URL="http://127.0.0.1:${PORT[$target]}$API_PATH"
+           read -r -a MEASURED <<< "$(nginx_pids "${PID[$target]}")" ;;
         *) die "unknown target $target" ;;
     esac
 }
@@ -175,9 +196,34 @@ probe_after() {   # label target
 RESULTS="$OUT/results.tsv"
 MEMORY="$OUT/memory.tsv"
 HEALTH="$OUT/health.tsv"
-printf 'section\tconns\tmethod\ttarget\trequests\tseconds\trps\tp50_us\tp99_us\tmax_us\terrors\tnon2xx\thwm_kb\tcpu_s_per_10k\tother_cpu_pct\tsyscalls_per_req\tcs_per_req\n' > "$RESULTS"
+printf 'section\tconns\tmethod\ttarget\trequests\tseconds\trps\tp50_us\tp99_us\tmax_us\terrors\tnon2xx\thwm_kb\tcpu_s_per_10k\tother_cpu_pct\tsyscalls_per_req\tcs_per_req\tupstream_conns\n' > "$RESULTS"
 printf 'target\tstate\trss_kb\thwm_kb\n' > "$MEMORY"
 printf 'run\ttarget\tstatus\n' > "$HEALTH"
+
+# The upstream port a target's proxy connects to (none for A: wrk is the client there).
+upstream_port_of() {   # target
+    case $1 in
+        A) echo "" ;;
+        E | F) echo "$UPSTREAM_H2_PORT" ;;
+        *) echo "$UPSTREAM_PORT" ;;
+    esac
+}
+
+# Established TCP connections from the given processes to 127.0.0.1:port, counted every second
+# until killed; the most seen is in `file`. Only the measured processes' sockets count: the
+# proxies of earlier rows keep their idle upstream connections until they are restarted.
+count_upstream_connections() {   # port file pids...
+    local port=$1 file=$2 most=0 n pattern
+    shift 2
+    pattern="pid=($(IFS='|'; echo "$*")),"
+    trap 'echo "$most" > "$file"; exit 0' TERM
+    while :; do
+        n=$(ss -Htnp state established "( dport = :$port )" 2>/dev/null | grep -cE "$pattern" || true)
+        (( n > most )) && most=$n
+        echo "$most" > "$file"
+        sleep 1 & wait $!
+    done
+}
 
 # Runs wrk once against a target; appends a row to results.tsv unless section is "warmup".
 # Sets LAST_REQUESTS and LAST_RPS.
@@ -187,6 +233,14 @@ run_wrk() {   # section target conns method seconds
     local post=0 before=0 after=0 hwm=- cpu=- output
     [[ $method == POST ]] && post=$POST_BYTES
     python3 "$BENCH/cpu_others.py" snapshot $$ "$OUT/tmp/others.snapshot"
+    local upstream_port counter_pid="" upstream_conns=-
+    upstream_port=$(upstream_port_of "$target")
+    if [[ -n $upstream_port ]] && command -v ss >/dev/null; then
+        rm -f "$OUT/tmp/upstream-conns"
+        count_upstream_connections "$upstream_port" "$OUT/tmp/upstream-conns" "${MEASURED[@]}" &
+        counter_pid=$!
+        PIDS+=("$counter_pid")
+    fi
     local started_ns ended_ns
     started_ns=$(date +%s%N)
     (( ${#MEASURED[@]} )) && before=$(cpu_ticks "${MEASURED[@]}")
@@ -202,6 +256,10 @@ run_wrk() {   # section target conns method seconds
     output=$(BENCH_POST_BYTES=$post timeout $(( seconds + 30 )) \
         wrk -t "$THREADS" -c "$conns" -d "${seconds}s" --timeout 5s -s "$BENCH/wrk-report.lua" "${HEADERS[@]}" "$URL")
     [[ -n $perf_pid ]] && { wait "$perf_pid" 2>/dev/null || true; }
+    if [[ -n $counter_pid ]]; then
+        stop "$counter_pid"
+        upstream_conns=$(cat "$OUT/tmp/upstream-conns" 2>/dev/null || echo -)
+    fi
     if (( ${#MEASURED[@]} )); then
         after=$(cpu_ticks "${MEASURED[@]}")
         hwm=$(status_kb VmHWM "${MEASURED[@]}")
@@ -237,12 +295,12 @@ run_wrk() {   # section target conns method seconds
         cpu=$(awk -v t=$(( after - before )) -v hz="$CLK_TCK" -v r="$requests" 'BEGIN { printf "%.3f", t / hz / r * 10000 }')
     fi
     if [[ $section != warmup ]]; then
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$conns" "$method" "$target" \
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$conns" "$method" "$target" \
             "$requests" "$(awk -v d="$duration_us" 'BEGIN { printf "%.2f", d / 1e6 }')" "$LAST_RPS" \
-            "$p50_us" "$p99_us" "$max_us" "$errors" "$non2xx" "$hwm" "$cpu" "$others" "$syscalls" "$switches" >> "$RESULTS"
+            "$p50_us" "$p99_us" "$max_us" "$errors" "$non2xx" "$hwm" "$cpu" "$others" "$syscalls" "$switches" "$upstream_conns" >> "$RESULTS"
     fi
-    log "$(printf '%-7s %-6s %-4s c=%-3s %8s req/s  p50 %6s us  p99 %7s us  errors %s/%s  CPU/10k %s s  syscalls/req %s  cs/req %s  others %s%%' \
-        "$section" "$target" "$method" "$conns" "$LAST_RPS" "$p50_us" "$p99_us" "$errors" "$non2xx" "$cpu" "$syscalls" "$switches" "$others")"
+    log "$(printf '%-7s %-6s %-4s c=%-3s %8s req/s  p50 %6s us  p99 %7s us  errors %s/%s  CPU/10k %s s  syscalls/req %s  cs/req %s  upstream conns %s  others %s%%' \
+        "$section" "$target" "$method" "$conns" "$LAST_RPS" "$p50_us" "$p99_us" "$errors" "$non2xx" "$cpu" "$syscalls" "$switches" "$upstream_conns" "$others")"
 }
 
 # One measured run: a fresh proxy process (B, C), wrk, then the health probe.
@@ -273,6 +331,9 @@ for conns in $CONNECTIONS; do
             0) order="A B C" ;; 1) order="B C A" ;; *) order="C A B" ;;
         esac
         [[ -n $THREADLOOP_BIN ]] && order="$order D"
+        # The HTTP/2 upstream rows, in the same step: floriday-proxy, then nghttpx.
+        [[ $H2 == 1 ]] && order="$order E"
+        [[ $HAVE_NGHTTPX == 1 ]] && order="$order F"
         for target in $order; do
             measure main "$target" "$conns" "$method" "$DURATION"
             if [[ $target == C && $method == GET && $conns == 64 ]]; then C_GET64_RPS=$LAST_RPS; fi
@@ -282,6 +343,8 @@ for conns in $CONNECTIONS; do
 done
 stop "${PID[B]}"
 [[ -n ${PID[D]:-} ]] && stop "${PID[D]}"
+[[ -n ${PID[E]:-} ]] && stop "${PID[E]}"
+[[ -n ${PID[F]:-} ]] && stop "${PID[F]}"
 
 # --- access logging on: floriday-proxy at level info (stderr to a file), nginx with an access log ---
 log "access logging on: GET at 64 connections"
@@ -375,6 +438,7 @@ fi
     echo "kernel=$(uname -sr)"
     echo "os=$(. /etc/os-release && echo "$PRETTY_NAME")"
     echo "nginx=$(nginx -v 2>&1 | sed 's/^nginx version: //')"
+    echo "nghttpx=$( (nghttpx --version 2>/dev/null || echo none) | head -1)"
     echo "wrk=$( (wrk -v 2>&1 || true) | head -1 | awk '{ print $1, $2 }')"
     echo "openssl=$(openssl version)"
     echo "swift=$(swift --version 2>/dev/null | head -1 || echo unknown)"

@@ -35,6 +35,8 @@ TARGETS = {
     "B-log": "B nginx proxy, access_log on",
     "C-info": "C floriday-proxy, log level info",
     "D": "D floriday-proxy, loop thread in epoll_wait (not shipped)",
+    "E": "E floriday-proxy, h2 upstream",
+    "F": "F nghttpx, h2 upstream",
 }
 
 
@@ -72,14 +74,19 @@ def errors(row):
     return "0" if e == 0 and s == 0 else f"{e} io, {s} non-2xx"
 
 
-HEADER = ("| conns | method | target | req/s | p50 ms | p99 ms | max RSS MiB | CPU s / 10k req | syscalls / req | ctx switches / req | errors | other load |\n"
-          "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+HEADER = ("| conns | method | target | req/s | p50 ms | p99 ms | max RSS MiB | CPU s / 10k req | syscalls / req | ctx switches / req | upstream conns | errors | other load |\n"
+          "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+
+
+def conns(row):
+    v = num(row.get("upstream_conns"))
+    return "—" if v is None else f"{int(v)}"
 
 
 def line(row):
     return (f"| {row['conns']} | {row['method']} | {TARGETS[row['target']]} | {int(float(row['rps'])):,} | "
             f"{ms(row['p50_us'])} | {ms(row['p99_us'])} | {mib(row['hwm_kb'])} | {plain(row['cpu_s_per_10k'])} |"
-            f" {plain(row.get('syscalls_per_req'), 1)} | {plain(row.get('cs_per_req'), 2)} | {errors(row)} |"
+            f" {plain(row.get('syscalls_per_req'), 1)} | {plain(row.get('cs_per_req'), 2)} | {conns(row)} | {errors(row)} |"
             f" {plain(row.get('other_cpu_pct'), 0)}% |")
 
 
@@ -87,7 +94,7 @@ def ratio_line(c, b):
     return (f"| | | **C/B** | **{ratio(c['rps'], b['rps'])}** | **{ratio(c['p50_us'], b['p50_us'])}** | "
             f"**{ratio(c['p99_us'], b['p99_us'])}** | **{ratio(c['hwm_kb'], b['hwm_kb'])}** | "
             f"**{ratio(c['cpu_s_per_10k'], b['cpu_s_per_10k'])}** | **{ratio(c.get('syscalls_per_req'), b.get('syscalls_per_req'))}** |"
-            f" **{ratio(c.get('cs_per_req'), b.get('cs_per_req'))}** | | |")
+            f" **{ratio(c.get('cs_per_req'), b.get('cs_per_req'))}** | | | |")
 
 
 print("# Benchmark results: floriday-proxy against nginx")
@@ -98,13 +105,13 @@ binary = meta.get("binary", "")
 built = binary[binary.find("(") + 1:binary.rfind(")")] if "(" in binary else "unknown"
 print(f"- Date: {meta.get('date')}; checkout at commit {meta.get('commit')}; floriday-proxy binary {built}")
 print(f"- Machine: {meta.get('cores')} cores ({meta.get('cpu')}), {meta.get('memory')}, {meta.get('os')}, {meta.get('kernel')}")
-print(f"- Versions: {meta.get('swift')}; nginx {meta.get('nginx')}; {meta.get('wrk')}; {meta.get('openssl')}")
+print(f"- Versions: {meta.get('swift')}; nginx {meta.get('nginx')}; {meta.get('nghttpx', 'nghttpx —')}; {meta.get('wrk')}; {meta.get('openssl')}")
 print(f"- Load: wrk, {meta.get('threads')} threads, {meta.get('duration')} s per run, keep-alive; "
       "A/B/C interleaved per step (order rotating). GET answers 1 KiB of JSON; POST sends 4 KiB.")
 print("- Everything (wrk, upstream nginx, the proxy under test, the IDM) shares the same cores over loopback:"
       " req/s measures the whole system, CPU s / 10k req the proxy alone.")
 print("- floriday-proxy at log level warning and nginx with `access_log off` in this table (logging: see below).")
-print("- B and C run as a fresh process for every row (primed with one GET and one POST; C's token cached)."
+print("- B, C, E and F run as a fresh process for every row (primed with one GET and one POST; C's and E's token cached)."
       " max RSS: that process's VmHWM at the end of the run; for nginx the sum over master + 2 workers"
       " (shared pages counted per process). CPU: utime + stime of the same processes during the run."
       " A has no proxy process.")
@@ -120,13 +127,21 @@ for r in main:
         steps.append(key)
 for key in steps:
     by_target = {r["target"]: r for r in main if (r["conns"], r["method"]) == key}
-    for t in ("A", "B", "C", "D"):
+    for t in ("A", "B", "C", "D", "E", "F"):
         if t in by_target:
             print(line(by_target[t]))
     if "B" in by_target and "C" in by_target:
         print(ratio_line(by_target["C"], by_target["B"]))
     if "B" in by_target and "D" in by_target:
         print(ratio_line(by_target["D"], by_target["B"]).replace("**C/B**", "**D/B**"))
+    if "C" in by_target and "E" in by_target:
+        print(ratio_line(by_target["E"], by_target["C"]).replace("**C/B**", "**E/C**"))
+    if "F" in by_target and "E" in by_target:
+        print(ratio_line(by_target["E"], by_target["F"]).replace("**C/B**", "**E/F**"))
+print()
+print("E/C: the HTTP/2 upstream against the HTTP/1.1 one (same proxy, same upstream server); E/F: floriday-proxy"
+      " against nghttpx, both with an h2 upstream. upstream conns: the most established connections from the"
+      " measured proxy to the upstream seen during the run (`ss -p`, every second).")
 print()
 print("C/B: below 1 is better for floriday-proxy in every column except req/s."
       " At 256 connections nginx's `keepalive 64` (an idle cache per worker, not a cap) makes it open and close"
@@ -140,7 +155,7 @@ if health:
     print("After each run (and after 200 requests whose clients disconnected before the response), four GETs at once"
           " on new connections, 3 s limit each; a run that left the proxy unable to answer shows here.")
     print()
-    for t in ("B", "C", "D", "B-log", "C-info"):
+    for t in ("B", "C", "D", "E", "F", "B-log", "C-info"):
         probes = [h for h in health if h["target"] == t]
         if not probes:
             continue

@@ -52,9 +52,16 @@ public final class HTTP1MessageOutput {
         }
     }
 
-    /// The end of the message: the last chunk when `chunked`, and everything held.
-    public func end(chunked: Bool, to write: (UnsafeRawBufferPointer) -> Void) {
-        if chunked { held.append(contentsOf: HTTP1Serializer.lastChunk) }
+    /// The end of the message: the last chunk when `chunked` (with `trailers` as its trailer
+    /// section), and everything held.
+    public func end(chunked: Bool, trailers: HTTPHeaders = HTTPHeaders(), to write: (UnsafeRawBufferPointer) -> Void) {
+        if chunked {
+            if trailers.isEmpty {
+                held.append(contentsOf: HTTP1Serializer.lastChunk)
+            } else {
+                HTTP1Serializer.appendLastChunk(trailers: trailers, to: &held)
+            }
+        }
         flush(to: write)
     }
 

@@ -53,6 +53,15 @@ public enum HTTP1Serializer {
     /// "0\r\n\r\n": the last chunk and an empty trailer section.
     public static let lastChunk: [UInt8] = Array("0\r\n\r\n".utf8)
 
+    /// The last chunk and a trailer section (RFC 9112 §7.1.2): "0\r\n" + fields + "\r\n".
+    public static func appendLastChunk(trailers: HTTPHeaders, to buffer: inout [UInt8]) {
+        write(3 + fieldsSize(trailers), to: &buffer) { writer in
+            writer.write(0x30)
+            writer.writeCRLF()
+            writer.writeFields(trailers)
+        }
+    }
+
     private static func fieldsSize(_ headers: HTTPHeaders) -> Int {
         var size = 2
         for field in headers.fields { size += field.name.count + field.value.count + 4 }

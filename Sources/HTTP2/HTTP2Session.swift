@@ -66,6 +66,8 @@ public protocol HTTP2SessionDelegate: AnyObject {
     func http2Trailers(stream: Int32, fields: [HTTPField])
     /// The peer acknowledged a PING this session sent.
     func http2PingAcknowledged()
+    /// The peer sent a PING (answered by the session unless `autoPingAck` is off).
+    func http2PingReceived()
     /// The peer's SETTINGS frame was applied (e.g. a new SETTINGS_MAX_CONCURRENT_STREAMS).
     func http2RemoteSettingsChanged()
 }
@@ -81,6 +83,7 @@ extension HTTP2SessionDelegate {
     public func http2StreamWritable(stream: Int32) {}
     public func http2Trailers(stream: Int32, fields: [HTTPField]) {}
     public func http2PingAcknowledged() {}
+    public func http2PingReceived() {}
     public func http2RemoteSettingsChanged() {}
 }
 
@@ -113,6 +116,8 @@ public final class HTTP2Session {
         var out: [UInt8] = []
         var outOffset = 0
         var outEnded = false
+        /// Sent as a trailer section after the last DATA frame.
+        var outTrailers: HTTPHeaders?
         var deferred = false
         var hasProvider = false
         var wantsWritable = false
@@ -329,11 +334,43 @@ public final class HTTP2Session {
         resumeIfDeferred(id, state)
     }
 
-    /// Ends the body of a stream whose head was submitted with `hasBody`.
-    public func endData(stream id: Int32) {
+    /// Ends the body of a stream whose head was submitted with `hasBody`; `trailers`, when
+    /// there are any, follow the body in a HEADERS frame that ends the stream (RFC 9113 §8.1).
+    /// Names are sent in lower case; connection-specific fields are dropped.
+    public func endData(stream id: Int32, trailers: HTTPHeaders = HTTPHeaders()) {
         guard let state = streams[id], state.hasProvider, !state.outEnded else { return }
         state.outEnded = true
+        if !trailers.isEmpty { state.outTrailers = trailers }
         resumeIfDeferred(id, state)
+    }
+
+    /// The body is all sent: END_STREAM on the last DATA frame, or on the trailers after it.
+    private func endOfData(_ id: Int32, _ state: StreamState, flags: UnsafeMutablePointer<UInt32>) {
+        flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+        guard let trailers = state.outTrailers else { return }
+        state.outTrailers = nil
+        var storage: [UInt8] = []
+        var spans: [(Int, Int, Int, Int)] = []
+        for field in trailers.fields {
+            let lower = field.name.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }
+            if Self.isConnectionSpecific(lower) || lower.first == UInt8(ascii: ":") { continue }
+            let nameStart = storage.count
+            storage.append(contentsOf: lower)
+            let valueStart = storage.count
+            storage.append(contentsOf: field.value)
+            spans.append((nameStart, lower.count, valueStart, field.value.count))
+        }
+        guard !spans.isEmpty else { return }
+        storage.append(0)   // never an empty buffer
+        // Submitting the trailers from the read callback is what nghttp2 documents for this.
+        let result: Int32 = storage.withUnsafeMutableBufferPointer { buffer in
+            let base = buffer.baseAddress!
+            var nva = spans.map { span in
+                nghttp2_nv(name: base + span.0, value: base + span.2, namelen: span.1, valuelen: span.3, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+            }
+            return nghttp2_submit_trailer(session, id, &nva, nva.count)
+        }
+        if result == 0 { flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue }
     }
 
     /// Body bytes queued for a stream and not yet handed to nghttp2.
@@ -506,7 +543,11 @@ public final class HTTP2Session {
         case NGHTTP2_GOAWAY.rawValue:
             delegate?.http2GoAway(lastStreamID: frame.pointee.goaway.last_stream_id, errorCode: frame.pointee.goaway.error_code)
         case NGHTTP2_PING.rawValue:
-            if frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 { delegate?.http2PingAcknowledged() }
+            if frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 {
+                delegate?.http2PingAcknowledged()
+            } else {
+                delegate?.http2PingReceived()
+            }
         case NGHTTP2_SETTINGS.rawValue:
             if frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0 { delegate?.http2RemoteSettingsChanged() }
         default:
@@ -586,7 +627,7 @@ public final class HTTP2Session {
         let count = min(length, state.queued)
         if count == 0 {
             if state.outEnded {
-                flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+                endOfData(id, state, flags: flags)
                 return 0
             }
             state.deferred = true
@@ -599,7 +640,7 @@ public final class HTTP2Session {
         if state.outOffset == state.out.count {
             state.out.removeAll(keepingCapacity: state.out.capacity <= 1 << 20)
             state.outOffset = 0
-            if state.outEnded { flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue }
+            if state.outEnded { endOfData(id, state, flags: flags) }
         } else if state.outOffset >= 256 * 1024 && state.outOffset * 2 >= state.out.count {
             state.out.removeSubrange(0..<state.outOffset)
             state.outOffset = 0

@@ -329,8 +329,8 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
         return bytes.count
     }
 
-    func endResponse(for exchange: ServerExchange) {
-        if !closed { output.end(chunked: exchange.responseFraming == .chunked) { writeRaw($0) } }
+    func endResponse(for exchange: ServerExchange, trailers: HTTPHeaders) {
+        if !closed { output.end(chunked: exchange.responseFraming == .chunked, trailers: trailers) { writeRaw($0) } }
         // An idle keep-alive connection holds no buffer (thousands of them may be open).
         output.discard(releasingStorage: true)
         exchangeDidComplete(exchange)

@@ -283,8 +283,8 @@ final class HTTP2ServerConnection: ByteStreamDelegate, ExchangeTransport, HTTP2S
         return bytes.count
     }
 
-    func endResponse(for exchange: ServerExchange) {
-        if !exchange.noResponseBody { session.endData(stream: exchange.streamID) }
+    func endResponse(for exchange: ServerExchange, trailers: HTTPHeaders) {
+        if !exchange.noResponseBody { session.endData(stream: exchange.streamID, trailers: trailers) }
         exchange.clearHandlers()
         // A request body still arriving is discarded from now on.
         exchange.bodyPaused = false

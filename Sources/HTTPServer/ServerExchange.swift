@@ -87,12 +87,14 @@ public final class ServerExchange: @unchecked Sendable {
         bytes.withUnsafeBytes { writeBody($0) }
     }
 
-    /// Completes the response.
-    public func end() {
+    /// Completes the response. `trailers`: a trailer section (RFC 9110 §6.5), sent when the
+    /// framing can carry one (chunked over HTTP/1.1, a HEADERS frame over HTTP/2) and dropped
+    /// otherwise (a body delimited by Content-Length or by closing the connection).
+    public func end(trailers: HTTPHeaders = HTTPHeaders()) {
         loop.assertInLoop()
         guard responseHeadSent, !responseComplete, !isAborted, let transport else { return }
         responseComplete = true
-        transport.endResponse(for: self)
+        transport.endResponse(for: self, trailers: trailers)
     }
 
     /// Convenience: a whole response at once.
@@ -170,6 +172,6 @@ protocol ExchangeTransport: AnyObject {
     func writeResponseHead(_ head: HTTPResponseHead, for exchange: ServerExchange) -> Int
     /// Sends body bytes; returns those accepted (0 when the response has no body).
     func writeResponseBody(_ bytes: UnsafeRawBufferPointer, for exchange: ServerExchange) -> Int
-    func endResponse(for exchange: ServerExchange)
+    func endResponse(for exchange: ServerExchange, trailers: HTTPHeaders)
     func abortExchange(_ exchange: ServerExchange)
 }

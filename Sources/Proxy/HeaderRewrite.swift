@@ -7,7 +7,8 @@ public enum HeaderRewrite {
 
     /// Hop-by-hop fields (RFC 9110 §7.6.1): they describe one connection, not the message,
     /// and must not be forwarded. `Proxy-Connection` and `Keep-Alive` are the non-standard
-    /// but widespread ones; `TE` goes too because trailers are not relayed. Compares bytes in
+    /// but widespread ones; `TE` goes too (what a client accepts is said for its own hop; the
+    /// trailers of an HTTP/2 response are relayed whatever it said, as RFC 9110 §6.5.1 allows). Compares bytes in
     /// place (by length first): this runs for every field of every message.
     static func isHopByHop(_ name: [UInt8]) -> Bool {
         switch name.count {
@@ -135,6 +136,21 @@ public enum HeaderRewrite {
         }
         if !hasRequestID { fields.append(HTTPField("X-Request-Id", requestID)) }
         return HTTPResponseHead(status: response.status, reason: response.reasonString, version: .http1_1, headers: HTTPHeaders(fields: fields))
+    }
+
+    /// A trailer section from the API on its way to the client (HTTP/2 responses; RFC 9110
+    /// §6.5): hop-by-hop fields go, and so do the fields a trailer must not carry because they
+    /// frame or route the message (`Content-Length`, `Host`). The rest is passed on as sent;
+    /// the client's framing decides whether it can carry them (`ServerExchange.end`).
+    public static func clientTrailers(from fields: [HTTPField]) -> HTTPHeaders {
+        var kept: [HTTPField] = []
+        for field in fields {
+            if isHopByHop(field.name) { continue }
+            if field.name.count == 14 && field.name.hasName("content-length") { continue }
+            if field.name.count == 4 && field.name.hasName("host") { continue }
+            kept.append(field)
+        }
+        return HTTPHeaders(fields: kept)
     }
 
     /// The path and query to send upstream. An absolute-form target (RFC 9112 §3.2.2) is

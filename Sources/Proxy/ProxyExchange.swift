@@ -51,6 +51,10 @@ final class ProxyExchange: UpstreamResponseHandler {
     private var upstreamStart: ContinuousClock.Instant?
     private var upstreamDuration: Duration?
     private var upstreamPaused = false
+    /// The most body bytes held at once (`ProxyStats.bodyBufferPeak`).
+    private var bufferedPeak = 0
+    /// The trailer section of the response (HTTP/2 upstreams), sent with its end.
+    private var trailers = HTTPHeaders()
     private var problemKind: Problem.Kind?
 
     private enum State {
@@ -227,6 +231,7 @@ final class ProxyExchange: UpstreamResponseHandler {
     /// and resumed as soon as that is no longer so. Re-evaluated after every change, so a pause
     /// never waits for a drain event that cannot come.
     private func updateClientBodyFlow() {
+        if body.count > bufferedPeak { bufferedPeak = body.count }
         let unsent = body.count - bodyBytesWritten
         let inFlight = upstream?.pendingWriteBytes ?? 0
         let allowance = replayable ? max(Self.highWater, settings.retryBodyLimit) : Self.highWater
@@ -268,10 +273,17 @@ final class ProxyExchange: UpstreamResponseHandler {
     func upstreamResponseBody(_ bytes: UnsafeRawBufferPointer) {
         guard state == .relaying else { return }   // a discarded 401 body
         client.writeBody(bytes)
-        if client.pendingWriteBytes > Self.highWater, let upstream, !upstreamPaused {
+        let pending = client.pendingWriteBytes
+        if pending > bufferedPeak { bufferedPeak = pending }
+        if pending > Self.highWater, let upstream, !upstreamPaused {
             upstreamPaused = true
             upstream.pauseResponse()
         }
+    }
+
+    func upstreamResponseTrailers(_ fields: [HTTPField]) {
+        guard state == .relaying else { return }
+        trailers = HeaderRewrite.clientTrailers(from: fields)
     }
 
     func upstreamResponseEnd() {
@@ -287,7 +299,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             return
         }
         guard state == .relaying else { return }
-        client.end()
+        client.end(trailers: trailers)
         finish()
     }
 
@@ -389,6 +401,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         guard state != .done else { return }
         state = .done
         body = []
+        context.stats.bufferedBody(peak: bufferedPeak)
         context.record(AccessRecord(
             method: client.request.method, target: target, status: client.responseStatus != 0 ? client.responseStatus : (problemKind?.status ?? 0),
             bytesIn: client.bytesIn, bytesOut: client.bytesOut, duration: .now - client.startTime,

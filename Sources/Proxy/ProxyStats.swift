@@ -16,6 +16,7 @@ public final class ProxyStats: Sendable {
     private let retries401Succeeded = Atomic<Int>(0)
     private let upstreamSends = Atomic<Int>(0)
     private let upstreamReuses = Atomic<Int>(0)
+    private let bufferPeak = Atomic<Int>(0)
 
     /// For the status page: responses per second, the latest problems, token fetches.
     public let history = RequestHistory()
@@ -61,6 +62,15 @@ public final class ProxyStats: Sendable {
         upstreamSends.add(1, ordering: .relaxed)
         if reused { upstreamReuses.add(1, ordering: .relaxed) }
     }
+    /// An exchange's most body bytes held at once (see `bodyBufferPeak`).
+    func bufferedBody(peak: Int) {
+        var current = bufferPeak.load(ordering: .relaxed)
+        while peak > current {
+            let (exchanged, original) = bufferPeak.compareExchange(expected: current, desired: peak, ordering: .relaxed)
+            if exchanged { break }
+            current = original
+        }
+    }
     func exchangeCreated() { exchanges.add(1, ordering: .relaxed) }
     func exchangeReleased() { exchanges.subtract(1, ordering: .relaxed) }
 
@@ -77,6 +87,11 @@ public final class ProxyStats: Sendable {
     /// Proxied exchanges still in memory: back to zero once the traffic stops, or something
     /// holds on to finished requests (a reference cycle, a callback never called).
     public var exchangesInMemory: Int { exchanges.load(ordering: .relaxed) }
+    /// The most body bytes one exchange held in the proxy at once, since the start: request
+    /// body kept for a replay or not yet sent upstream, or response body in the client
+    /// connection's write buffer. Bounded by `retry_body_limit` and the flow-control marks,
+    /// whatever the size of the bodies.
+    public var bodyBufferPeak: Int { bufferPeak.load(ordering: .relaxed) }
     public func responses(statusClass: Int) -> Int {
         counter(statusClass: statusClass) { $0.load(ordering: .relaxed) } ?? 0
     }

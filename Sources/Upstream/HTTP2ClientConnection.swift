@@ -45,6 +45,8 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
     var onStateChange: ((HTTP2ClientConnection) -> Void)?
     /// Told when a stream starts (+1) or ends (-1): streams in flight, for the metrics.
     var onStreamCount: ((Int) -> Void)?
+    /// Told when a stream ends: the most body bytes it held at once (for the stats).
+    var onStreamBufferPeak: ((Int) -> Void)?
 
     private enum IdlePhase { case none, pingDue, awaitingAck, closeDue }
 
@@ -329,6 +331,8 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
     /// Body received while the client is paused; acknowledged when it is delivered.
     private var held: [UInt8] = []
     private var heldOffset = 0
+    /// The most body bytes held at once: `held`, or the request body queued in the session.
+    private var bufferedPeak = 0
     private var paused = false
     private var ended = false
     private var delivering = false
@@ -362,6 +366,8 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
     public func writeBody(_ bytes: UnsafeRawBufferPointer) {
         guard !finished, let streamID, !requestEnded, bytes.count > 0 else { return }
         connection.session.enqueueData(stream: streamID, bytes)
+        let queued = connection.session.queuedBytes(stream: streamID)
+        if queued > bufferedPeak { bufferedPeak = queued }
         connection.scheduleFlush()
         if !responseHeadSeen { arm(timeouts.bodyStall, phase: "sending the request body") }
     }
@@ -420,6 +426,7 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
         responseStarted = true
         if paused || heldOffset < held.count || delivering {
             held.append(contentsOf: bytes)
+            if held.count - heldOffset > bufferedPeak { bufferedPeak = held.count - heldOffset }
             return
         }
         if !paused { arm(timeouts.bodyStall, phase: "reading the response body") }
@@ -517,6 +524,7 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
         guard !finished else { return }
         finished = true
         timer.cancel()
+        if bufferedPeak > 0 { connection.onStreamBufferPeak?(bufferedPeak) }
         held = []
         heldOffset = 0
         connection.channelFinished(self)

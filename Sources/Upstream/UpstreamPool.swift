@@ -259,6 +259,7 @@ public final class UpstreamPool: @unchecked Sendable {
         let connection = HTTP2ClientConnection(stream: stream, timeouts: timeouts, authority: endpoint.authority, localStreamCap: http2StreamCap)
         let stats = self.stats
         connection.onStreamCount = { delta in stats.streamsInFlightChanged(by: delta) }
+        connection.onStreamBufferPeak = { peak in stats.streamBuffered(peak: peak) }
         connection.onStateChange = { [weak self] connection in
             guard let self else { return }
             if !connection.isOpen {
@@ -368,6 +369,7 @@ public final class UpstreamStats: @unchecked Sendable {
         var http1 = 0
         var http2 = 0
         var streamsInFlight = 0
+        var streamBufferPeak = 0
     }
     private let state = Locked(State())
     public init() {}
@@ -381,6 +383,7 @@ public final class UpstreamStats: @unchecked Sendable {
         state.withLock { if kind == .http2 { $0.http2 -= 1 } else { $0.http1 -= 1 } }
     }
     func streamsInFlightChanged(by delta: Int) { state.withLock { $0.streamsInFlight += delta } }
+    func streamBuffered(peak: Int) { state.withLock { $0.streamBufferPeak = max($0.streamBufferPeak, peak) } }
     /// Connections counted against the limit: connecting or open.
     public var openConnections: Int { state.withLock { $0.open } }
     /// Established connections by protocol.
@@ -388,6 +391,10 @@ public final class UpstreamStats: @unchecked Sendable {
     public var http2Connections: Int { state.withLock { $0.http2 } }
     /// HTTP/2 streams open on the upstream connections.
     public var http2StreamsInFlight: Int { state.withLock { $0.streamsInFlight } }
+    /// The most body bytes one HTTP/2 stream held in the proxy at once, since the start:
+    /// response bytes received for a client that is not reading (at most the stream window),
+    /// or request bytes queued for the stream's send window.
+    public var http2StreamBufferPeak: Int { state.withLock { $0.streamBufferPeak } }
     /// The protocol of the established connections: "h2", "http/1.1", both, or nil for none.
     public var protocolSummary: String? {
         state.withLock { s in

@@ -34,6 +34,19 @@ import Testing
         #expect(writes.list == ["3\r\nabc\r\n", "11\r\n0123456789abcdefg\r\n", "0\r\n\r\n"])
     }
 
+    @Test func trailersFollowTheLastChunk() {
+        let output = HTTP1MessageOutput(), writes = Writes()
+        Array("abc".utf8).withUnsafeBytes { output.writeBody($0, chunked: true, to: writes.write) }
+        output.end(chunked: true, trailers: HTTPHeaders([("x-checksum", "abc123"), ("grpc-status", "0")]), to: writes.write)
+        // RFC 9112 §7.1.2: last-chunk, then the trailer section and its empty line.
+        #expect(writes.list == ["3\r\nabc\r\n", "0\r\nx-checksum: abc123\r\ngrpc-status: 0\r\n\r\n"])
+        // A body delimited by its length has no trailer section.
+        let plain = HTTP1MessageOutput(), plainWrites = Writes()
+        Array("abc".utf8).withUnsafeBytes { plain.writeBody($0, chunked: false, to: plainWrites.write) }
+        plain.end(chunked: false, trailers: HTTPHeaders([("x-checksum", "abc123")]), to: plainWrites.write)
+        #expect(plainWrites.list == ["abc"])
+    }
+
     @Test func largeBodiesAreWrittenWithoutACopyAfterWhatIsHeld() {
         let output = HTTP1MessageOutput(), writes = Writes()
         head(output)

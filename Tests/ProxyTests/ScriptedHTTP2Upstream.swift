@@ -48,6 +48,7 @@ final class ScriptedHTTP2Upstream: @unchecked Sendable {
         var processed: [Processed] = []
         var refused = 0
         var pingsReceived = 0
+        var closedConnections = 0
         var maxOpenStreamsSeen = 0
         var held: [() -> Void] = []
     }
@@ -58,6 +59,10 @@ final class ScriptedHTTP2Upstream: @unchecked Sendable {
     var refusedCount: Int { state.withLock { $0.refused } }
     var maxOpenStreamsSeen: Int { state.withLock { $0.maxOpenStreamsSeen } }
     var heldCount: Int { state.withLock { $0.held.count } }
+    /// PINGs received (over all connections), answered or not as scripted.
+    var pingsReceived: Int { state.withLock { $0.pingsReceived } }
+    /// Connections that ended (closed by either side).
+    var closedConnections: Int { state.withLock { $0.closedConnections } }
 
     init(script: Script) throws {
         self.script = script
@@ -94,6 +99,7 @@ final class ScriptedHTTP2Upstream: @unchecked Sendable {
     }
 
     fileprivate func closed(_ connection: Connection) {
+        state.withLock { $0.closedConnections += 1 }
         connections.removeValue(forKey: ObjectIdentifier(connection))
         listener.connectionClosed()
     }
@@ -161,6 +167,10 @@ final class ScriptedHTTP2Upstream: @unchecked Sendable {
                 session.goAway(lastStreamID: id)
             }
             if endStream { answer(id) }
+        }
+
+        func http2PingReceived() {
+            owner.state.withLock { $0.pingsReceived += 1 }
         }
 
         func http2Data(stream id: Int32, bytes: UnsafeRawBufferPointer) {

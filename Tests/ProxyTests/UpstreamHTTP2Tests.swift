@@ -19,8 +19,9 @@ import TLS
         let caFile: String
         var port: Int { proxy.localAddress.port }
 
+        /// `clock`: the proxy's loops run on it (moved by the test); `loops`: how many.
         init(sandboxHTTP2: Bool = true, api: ScriptedHTTP2Upstream? = nil, apiPort: Int? = nil, apiCA: String? = nil,
-             configure: (inout ProxyConfig) -> Void = { _ in }) throws {
+             clock: ManualClock? = nil, loops: Int = 2, configure: (inout ProxyConfig) -> Void = { _ in }) throws {
             ignoreSIGPIPE()
             sandbox = try SandboxServer(address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true, http2: sandboxHTTP2)
             caFile = NSTemporaryDirectory() + "floriday-proxy-h2-test-ca-\(UUID().uuidString).pem"
@@ -29,7 +30,7 @@ import TLS
             if let port = api?.port ?? apiPort { config.apiURL = try EndpointURL("https://localhost:\(port)", key: "api_url") }
             configure(&config)
             let logs = self.logs
-            proxy = try ProxyServer(config: config, logger: Logger(label: "test") { _ in logs.handler() }, group: EventLoopGroup(loopCount: 2))
+            proxy = try ProxyServer(config: config, logger: Logger(label: "test") { _ in logs.handler() }, group: clock.map { EventLoopGroup(loopCount: loops, clock: $0) } ?? EventLoopGroup(loopCount: loops))
             proxy.start()
         }
 
@@ -126,23 +127,55 @@ import TLS
         #expect(eventually { s.upstreamProtocols == ["h2", "h2"] }, "\(s.upstreamProtocols)")
     }
 
-    @Test func largeBodiesStreamBothWays() throws {
+    @Test func fiftyMebibytesEachWayWithoutBufferingTheBody() throws {
         let s = try Scene { $0.limits.maxBodyBytes = 64 << 20 }
-        let client = try s.client()
-        let size = 20_000_000
+        let size = 50 << 20
+        let window = 1 << 20   // HTTP2ClientConnection's stream window
+
+        // Down, to a client that reads slowly (a small receive buffer, a pause after every
+        // 512 KiB): the stream stops at its window, the proxy holds no more than that.
+        let slow = try TestClient(port: s.port, timeout: 30)
+        var small: Int32 = 64 * 1024
+        setsockopt(slow.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        try slow.send("GET /suppliers-api-2026v1/_sandbox/bytes?size=\(size) HTTP/1.1\r\nHost: p\r\n\r\n")
         var received = 0
         var patternHolds = true
-        let response = try client.request("GET", "/suppliers-api-2026v1/_sandbox/bytes?size=\(size)")
-        received = response.body.count
-        for (i, byte) in response.body.enumerated() where byte != UInt8(i % 251) { patternHolds = false; break }
+        var sincePause = 0
+        let response = try slow.readResponse { bytes in
+            for (i, byte) in bytes.enumerated() where byte != UInt8((received + i) % 251) { patternHolds = false; break }
+            received += bytes.count
+            sincePause += bytes.count
+            if sincePause >= 512 * 1024 {
+                sincePause = 0
+                usleep(2_000)
+            }
+        }
         #expect(response.status == 200)
         #expect(received == size)
         #expect(patternHolds)
-        let upload = [UInt8](repeating: 0x5a, count: size)
-        let echoed = try client.request("POST", "/suppliers-api-2026v1/_sandbox/echo/upload", body: upload)
+        // The client was slow enough for the stream to wait for it (bytes were held), and what
+        // waited never passed the stream window (one DATA frame of slack).
+        let streamPeak = s.proxy.pools.stats.http2StreamBufferPeak
+        #expect(streamPeak > 0, "the client never made the stream wait")
+        #expect(streamPeak <= window + 16 * 1024, "a stream held \(streamPeak) bytes")
+
+        // Up, from a client that writes as fast as it can: it is paused while the stream's send
+        // window and the proxy's mark are full.
+        var head = Array("POST /suppliers-api-2026v1/_sandbox/echo/upload HTTP/1.1\r\nHost: p\r\nContent-Length: \(size)\r\n\r\n".utf8)
+        let piece = [UInt8](repeating: 0x5a, count: 1 << 20)
+        try slow.send(head)
+        head = []
+        for _ in 0..<(size >> 20) { try slow.send(piece) }
+        let echoed = try slow.readResponse()
         #expect(echoed.status == 200)
         #expect(echoed.json["bodyBytes"] as? Int == size)
         #expect(eventually { s.upstreamProtocols == ["h2", "h2"] })
+
+        // Whatever the body size, an exchange held at most the replay copy (retry_body_limit,
+        // 1 MiB) and the flow-control marks (256 KiB), a stream at most its window.
+        let exchangePeak = s.proxy.stats.bodyBufferPeak
+        #expect(exchangePeak <= (1 << 20) + 512 * 1024, "an exchange held \(exchangePeak) bytes")
+        #expect(s.proxy.pools.stats.http2StreamBufferPeak <= window + 16 * 1024)
     }
 
     @Test func aSlowClientDoesNotStallOtherStreams() throws {
@@ -214,15 +247,98 @@ import TLS
     }
 
     @Test func aLoweredStreamLimitIsHonoured() throws {
-        let api = try ScriptedHTTP2Upstream(script: .init(lowerMaxConcurrentStreamsTo: 2))
+        // The server lowers SETTINGS_MAX_CONCURRENT_STREAMS to 2 after the first request head
+        // and holds its responses: the proxy's one connection (one loop, one connection allowed)
+        // must never carry more than 2 streams at once, and the others wait their turn.
+        // (Beyond the limit, nghttp2 on the server side would refuse the stream, and a second
+        // refusal would be a 502.)
+        let api = try ScriptedHTTP2Upstream(script: .init(lowerMaxConcurrentStreamsTo: 2, holdResponses: true))
         defer { api.stop() }
-        let s = try Scene(api: api) { $0.limits.maxUpstreamConnections = 2 }
-        #expect(try s.client().request("GET", "/suppliers-api-2026v1/first").status == 200)
-        let port = s.port
-        let results = Self.concurrently(12) { index in
-            try TestClient(port: port, timeout: 20).request("GET", "/suppliers-api-2026v1/n-\(index)")
+        let s = try Scene(api: api, loops: 1) { $0.limits.maxUpstreamConnections = 1 }
+        let first = try s.client()
+        try first.send("GET /suppliers-api-2026v1/first HTTP/1.1\r\nHost: p\r\n\r\n")
+        #expect(eventually { api.heldCount == 1 })
+        api.release()
+        #expect(try first.readResponse().status == 200)
+
+        let count = 12
+        let clients = try (0..<count).map { _ in try s.client() }
+        for (i, client) in clients.enumerated() {
+            try client.send("GET /suppliers-api-2026v1/n-\(i) HTTP/1.1\r\nHost: p\r\n\r\n")
         }
-        #expect(results.allSatisfy { (try? $0.get()) == 200 }, "\(results)")
-        #expect(api.processed.count == 13)
+        var released = 0
+        while released < count {
+            // Two streams open at the server, their responses held: the others must wait.
+            guard eventually({ api.heldCount == min(2, count - released) }) else {
+                Issue.record("held \(api.heldCount) after \(released) released")
+                break
+            }
+            #expect(api.maxOpenStreamsSeen <= 2)
+            // The proxy opens no more itself (nghttp2 would also hold back a stream beyond the
+            // peer's limit, but then the exchange would wait inside the session, past its timer).
+            #expect(s.proxy.pools.stats.http2StreamsInFlight <= 2)
+            released += api.heldCount
+            api.release()
+        }
+        for client in clients { #expect(try client.readResponse().status == 200) }
+        #expect(api.maxOpenStreamsSeen == 2)
+        #expect(api.processed.count == count + 1)
+        #expect(api.connectionCount == 1)
+    }
+
+    @Test func anIdleConnectionUnansweredPingIsDropped() throws {
+        let clock = ManualClock()
+        let api = try ScriptedHTTP2Upstream(script: .init(answerPings: false))
+        defer { api.stop() }
+        let s = try Scene(api: api, clock: clock, loops: 1) {
+            $0.timeouts.idle = .seconds(60)
+            $0.timeouts.connect = .seconds(5)
+        }
+        let loops = s.proxy.group.loops
+        #expect(try s.client().request("GET", "/suppliers-api-2026v1/first").status == 200)
+        #expect(api.connectionCount == 1)
+        // timeouts.idle / 2 without a stream: PING.
+        advance(clock, by: .seconds(29), firingTimersOn: loops)
+        #expect(s.proxy.pools.stats.http2Connections == 1)
+        advance(clock, by: .seconds(1), firingTimersOn: loops)
+        #expect(eventually { api.pingsReceived == 1 })
+        // No answer within timeouts.connect: the connection is dropped, not a moment before.
+        advance(clock, by: .seconds(4), firingTimersOn: loops)
+        #expect(s.proxy.pools.stats.http2Connections == 1)
+        #expect(api.closedConnections == 0)
+        advance(clock, by: .seconds(1), firingTimersOn: loops)
+        #expect(eventually { s.proxy.pools.stats.http2Connections == 0 })
+        #expect(eventually { api.closedConnections == 1 })
+        // The next request gets a new connection.
+        #expect(try s.client().request("GET", "/suppliers-api-2026v1/after").status == 200)
+        #expect(api.connectionCount == 2)
+        #expect(api.processed.map(\.connection) == [1, 2])
+    }
+
+    @Test func anIdleConnectionThatAnswersPingStaysUntilTheIdleTimeout() throws {
+        let clock = ManualClock()
+        let api = try ScriptedHTTP2Upstream(script: .init(answerPings: true))
+        defer { api.stop() }
+        let s = try Scene(api: api, clock: clock, loops: 1) {
+            $0.timeouts.idle = .seconds(60)
+            $0.timeouts.connect = .seconds(5)
+        }
+        let loops = s.proxy.group.loops
+        #expect(try s.client().request("GET", "/suppliers-api-2026v1/first").status == 200)
+        advance(clock, by: .seconds(30), firingTimersOn: loops)
+        #expect(eventually { api.pingsReceived == 1 })
+        // The server acknowledged the PING before it read this request, so when the response is
+        // in, the acknowledgement reached the proxy first (one TCP stream, in order).
+        #expect(try s.client().request("GET", "/suppliers-api-2026v1/second").status == 200)
+        #expect(api.connectionCount == 1)
+        // Past the connect timeout: still there.
+        advance(clock, by: .seconds(10), firingTimersOn: loops)
+        #expect(s.proxy.pools.stats.http2Connections == 1)
+        #expect(api.closedConnections == 0)
+        // Idle again since the second request: probed again after idle / 2.
+        advance(clock, by: .seconds(20), firingTimersOn: loops)
+        #expect(eventually { api.pingsReceived == 2 })
+        #expect(try s.client().request("GET", "/suppliers-api-2026v1/third").status == 200)
+        #expect(api.connectionCount == 1)
     }
 }
