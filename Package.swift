@@ -58,7 +58,7 @@ let package = Package(
         .target(name: "Auth", dependencies: ["EventLoop", "Upstream", "HTTP1", .product(name: "Logging", package: "swift-log")]),
         .target(name: "RateLimit", dependencies: ["EventLoop"]),
         .target(name: "Redis", dependencies: ["CHiredis", "COpenSSL", "CLinux", "EventLoop", "TLS"]),
-        .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
+        .target(name: "Config", dependencies: ["Redis", .product(name: "Yams", package: "Yams")]),
         .target(name: "Proxy", dependencies: [
             "EventLoop", "HTTP1", "HTTPServer", "Upstream", "Auth", "Config", "RateLimit",
             .product(name: "Logging", package: "swift-log"),
@@ -85,7 +85,7 @@ let package = Package(
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
         .testTarget(name: "RedisTests", dependencies: ["Redis", "EventLoop", "TLS", "TestSupport"]),
         .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "HTTP1"]),
-        .testTarget(name: "ConfigTests", dependencies: ["Config"]),
+        .testTarget(name: "ConfigTests", dependencies: ["Config", "Redis"]),
         .testTarget(name: "RateLimitTests", dependencies: ["RateLimit", "EventLoop", "TestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "HTTP1"]),
         .testTarget(name: "ProxyTests", dependencies: [
