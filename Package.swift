@@ -60,7 +60,7 @@ let package = Package(
         .target(name: "Redis", dependencies: ["CHiredis", "COpenSSL", "CLinux", "EventLoop", "TLS"]),
         .target(name: "Config", dependencies: ["Redis", .product(name: "Yams", package: "Yams")]),
         .target(name: "Proxy", dependencies: [
-            "EventLoop", "HTTP1", "HTTPServer", "Upstream", "Auth", "Config", "RateLimit",
+            "EventLoop", "HTTP1", "HTTPServer", "Upstream", "Auth", "Config", "RateLimit", "Redis",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
         ], swiftSettings: hotPath),
@@ -90,7 +90,7 @@ let package = Package(
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "HTTP1"]),
         .testTarget(name: "ProxyTests", dependencies: [
             "EventLoop", "TLS", "HTTP1", "HTTP2", "HTTPServer", "Upstream", "Auth", "Config", "Proxy", "Admin", "Sandbox",
-            "RateLimit", "TestSupport",
+            "RateLimit", "Redis", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
