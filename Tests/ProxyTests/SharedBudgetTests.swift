@@ -162,7 +162,11 @@ struct SharedBudgetTests {
         #expect(try adminClient().request("GET", "/readyz").json["rate_limit_store"] as? String == "shared")
         #expect(try adminClient().request("GET", "/metrics").bodyString.contains("floriday_proxy_rate_limit_store_up 1"))
         // The buckets are in Redis again (the restarted server started empty).
-        #expect(try Self.bucketKeys(port: r.redis.port) == 1)
+        guard case .array(let keys) = try Self.redis(port: r.redis.port, ["KEYS", "floriday-proxy:bucket:*"]) else {
+            Issue.record("KEYS did not answer a list")
+            return
+        }
+        #expect(keys.count == 1)
         #expect(r.sandboxLimit.refused == 0)
     }
 
@@ -190,7 +194,9 @@ struct SharedBudgetTests {
         #expect(try r.get(0).status == 200)
         #expect(try r.get(0).status == 429)   // Floriday's, passed on; the shared bucket is emptied
         #expect(r.sandboxLimit.refused == 1)
-        Thread.sleep(forTimeInterval: 0.1)   // the drain is on its way to Redis as the 429 goes back
+        // The drain goes to Redis as the 429 goes back: wait until it is there.
+        let bucket = SharedBucketStore.bucketName(apiKey: "sandbox-api-key", endpoint: "GET \(Self.glob)")
+        #expect(eventually(timeout: 10) { (try? Self.redis(port: r.redis.port, ["HGET", bucket, "tokens"]).string.flatMap(Double.init)).map { $0 < 1 } == true })
         // Without the drain replica 1 would find 3 tokens left and go at once (and meet a 429).
         let (status, seconds) = try r.get(1)
         #expect(status == 200)
@@ -199,20 +205,20 @@ struct SharedBudgetTests {
         #expect(r.logs[1].all.contains { $0.contains("wait_ms=") })
     }
 
-    /// How many bucket keys Redis holds now.
-    static func bucketKeys(port: Int) throws -> Int {
+    /// One command to the Redis on `port`, from a client of its own.
+    static func redis(port: Int, _ command: [String]) throws -> RedisReply {
         let group = EventLoopGroup(loopCount: 1)
         let loop = group.loops[0]
         defer { withExtendedLifetime(group) {} }
         let result = Locked<Result<RedisReply, RedisError>?>(nil)
         loop.execute {
             let client = RedisClient(endpoint: RedisEndpoint(host: "127.0.0.1", port: port), loop: loop, timeout: .seconds(5))
-            client.send(["KEYS", "floriday-proxy:bucket:*"]) { reply in
+            client.send(command) { reply in
                 result.withLock { $0 = reply }
                 client.close()
             }
         }
-        guard eventually(timeout: 10, { result.withLock { $0 } != nil }), case .success(.array(let keys)) = result.withLock({ $0 })! else { return -1 }
-        return keys.count
+        guard eventually(timeout: 10, { result.withLock { $0 } != nil }) else { throw TestClient.Failure(description: "Redis did not answer") }
+        return try result.withLock { $0 }!.get()
     }
 }
