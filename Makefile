@@ -16,7 +16,7 @@ SYSTEM_PACKAGES := libssl-dev libnghttp2-dev libhiredis-dev pkg-config
 TEST_PACKAGES := $(SYSTEM_PACKAGES) docker-compose nghttp2-client nghttp2-server chromium prometheus redis-server python3-venv haproxy default-jre-headless
 # stress-ng: loads the cores while `make test-stress` runs the suite
 STRESS_PACKAGES := $(TEST_PACKAGES) stress-ng
-BENCH_PACKAGES := nginx-light wrk curl openssl nghttp2-client nghttp2-proxy linux-perf
+BENCH_PACKAGES := nginx-light wrk curl openssl nghttp2-client nghttp2-proxy linux-perf redis-server
 
 .PHONY: all build release test client-check rate-limit-check test-stress stress-deps sanitize asan tsan demo deps test-deps bench-deps bench latency fuzz soak churn clean
 

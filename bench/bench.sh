@@ -22,6 +22,9 @@
 # rest and with 5,000 idle keep-alive client connections; 200 requests whose clients hang up
 # early, after which the proxy must still answer; and with LONG=1 a soak of 1,000,000
 # requests against floriday-proxy with its RSS sampled every 2 s.
+# The rate budget's cost: GET at 64 connections through floriday-proxy with shaping on and a
+# limit far above the load, once with in-process buckets (C-mem) and once with the buckets in
+# a local redis-server (C-redis: one Lua script per request), against C without shaping.
 #
 # About 4 minutes (6 with LONG=1). Output: bench/results.md (also printed); raw numbers,
 # configurations and logs in bench/out/. See bench/NOTES.md for the method and the findings.
@@ -36,6 +39,8 @@
 #                     does), it runs as target D in every step of the main table
 #   H2=0              leave out E and F (default: E always, F when nghttpx is installed)
 #   LONG=1            also run the soak, LONG_REQUESTS requests (default 1000000)
+#   RATE_BUDGET_ONLY=1  only the rate-budget runs (C, C-mem, C-redis at 64 connections), reported
+#                     in bench/out/results-rate-budget.md (bench/results.md stays)
 #
 # Every process this script starts is stopped on exit (trap), also on error or Ctrl-C.
 set -euo pipefail
@@ -52,6 +57,7 @@ POST_BYTES=4096
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-5000}
 LONG=${LONG:-0}
 LONG_REQUESTS=${LONG_REQUESTS:-1000000}
+RATE_BUDGET_ONLY=${RATE_BUDGET_ONLY:-0}
 API_PATH=/suppliers-api-2024v2/_sandbox/echo/trade-items
 API_KEY=sandbox-api-key
 CLK_TCK=$(getconf CLK_TCK)
@@ -63,7 +69,7 @@ source "$BENCH/lib.sh"
 # ---------------------------------------------------------------------------------------------
 # Preparation
 
-require_tools nginx wrk curl openssl python3 ps
+require_tools nginx wrk curl openssl python3 ps redis-server
 find_proxy_bin
 THREADLOOP_BIN=${THREADLOOP_BIN:-}
 [[ -z $THREADLOOP_BIN || -x $THREADLOOP_BIN ]] || die "THREADLOOP_BIN=$THREADLOOP_BIN is not executable"
@@ -87,6 +93,13 @@ mkdir -p "$OUT/tmp" "$OUT/wrk"
 make_certificates
 start_sandbox
 start_upstream
+# The shared rate budget's Redis (C-redis): loopback, nothing persisted.
+REDIS_PORT=$(free_port)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$OUT/tmp" \
+    --daemonize no --loglevel warning > "$OUT/redis.log" 2>&1 &
+REDIS_PID=$!
+PIDS+=("$REDIS_PID")
+wait_port "$REDIS_PORT"
 
 # --- the proxies under test: B (nginx) and C (floriday-proxy), and their logging variants ---
 #
@@ -107,13 +120,19 @@ start_nginx_proxy() {   # target access_log
     PIDS+=("$!")
 }
 
+# Shaping on for the rate-budget runs: one bucket per key (scope: key) whose limit the load
+# never reaches, so no request waits and only the cost of asking the buckets shows.
+RATE_BUDGET_LIMIT="enabled: true, scope: key, rate: 10000000, burst: 10000000"
+
 start_floriday_proxy() {   # target level [binary] [upstream port]
-    local target=$1 level=$2 binary=${3:-$PROXY_BIN} upstream_port=${4:-$UPSTREAM_PORT} name=floriday-proxy
+    local target=$1 level=$2 binary=${3:-$PROXY_BIN} upstream_port=${4:-$UPSTREAM_PORT} name=floriday-proxy rate_limit=""
     [[ $level != warning ]] && name=floriday-proxy-$level
     [[ $target == D ]] && name=floriday-proxy-threadloop
     [[ $target == E ]] && name=floriday-proxy-h2
+    [[ $target == C-mem ]] && { name=floriday-proxy-buckets-memory; rate_limit="{ $RATE_BUDGET_LIMIT, store: memory }"; }
+    [[ $target == C-redis ]] && { name=floriday-proxy-buckets-redis; rate_limit="{ $RATE_BUDGET_LIMIT, store: \"redis://127.0.0.1:$REDIS_PORT/0\" }"; }
     PORT[$target]=$(free_port)
-    write_proxy_config "$OUT/$name.yaml" "${PORT[$target]}" "$level" "$upstream_port"
+    write_proxy_config "$OUT/$name.yaml" "${PORT[$target]}" "$level" "$upstream_port" "${rate_limit:-}"
     "${PROXY_ENV[@]}" "$binary" run --config "$OUT/$name.yaml" >> "$OUT/$name.log" 2>&1 &
     PID[$target]=$!
     PIDS+=("$!")
@@ -134,6 +153,7 @@ fresh() {   # target
            start_nghttpx "${PORT[F]}" nghttpx
            PID[F]=$!
            PIDS+=("$!") ;;
+        C-mem | C-redis) start_floriday_proxy "$target" warning ;;
     esac
     wait_port "${PORT[$target]}"
     check_target "$target"
@@ -148,13 +168,15 @@ select_target() {
     local target=$1
     HEADERS=()
     MEASURED=()
+    EXTRA_MEASURED=()
     case $target in
         A) URL="https://127.0.0.1:$UPSTREAM_PORT$API_PATH"
            HEADERS=(-H "Authorization: Bearer $TOKEN" -H "X-Api-Key: $API_KEY") ;;
         B | B-log) URL="http://127.0.0.1:${PORT[$target]}$API_PATH"
            read -r -a MEASURED <<< "$(nginx_pids "${PID[$target]}")" ;;
-        C | C-info | D | E) URL="http://127.0.0.1:${PORT[$target]}$API_PATH"
-           MEASURED=("${PID[$target]}") ;;
+        C | C-info | D | E | C-mem | C-redis) URL="http://127.0.0.1:${PORT[$target]}$API_PATH"
+           MEASURED=("${PID[$target]}")
+           if [[ $target == C-redis ]]; then EXTRA_MEASURED=("$REDIS_PID"); fi ;;
         # nghttpx forks its worker process from the one started.
         F) URL="http://127.0.0.1:${PORT[$target]}$API_PATH"
            read -r -a MEASURED <<< "$(nginx_pids "${PID[$target]}")" ;;
@@ -244,6 +266,9 @@ run_wrk() {   # section target conns method seconds
     local started_ns ended_ns
     started_ns=$(date +%s%N)
     (( ${#MEASURED[@]} )) && before=$(cpu_ticks "${MEASURED[@]}")
+    # Processes whose CPU is reported beside the proxy's (Redis in the rate-budget runs).
+    local extra_before=0
+    (( ${#EXTRA_MEASURED[@]} )) && extra_before=$(cpu_ticks "${EXTRA_MEASURED[@]}")
     # System calls and context switches of the measured processes (all their threads) over
     # the run, counted by the kernel (perf's tracepoint and software counter).
     local perf_out="$OUT/tmp/perf.$target.$$" perf_pid=""
@@ -264,6 +289,8 @@ run_wrk() {   # section target conns method seconds
         after=$(cpu_ticks "${MEASURED[@]}")
         hwm=$(status_kb VmHWM "${MEASURED[@]}")
     fi
+    local extra_after=0
+    (( ${#EXTRA_MEASURED[@]} )) && extra_after=$(cpu_ticks "${EXTRA_MEASURED[@]}")
     # CPU that processes outside the benchmark used meanwhile, in % of the machine.
     local others
     others=$(python3 "$BENCH/cpu_others.py" delta $$ "$OUT/tmp/others.snapshot")
@@ -293,6 +320,11 @@ run_wrk() {   # section target conns method seconds
     fi
     if (( ${#MEASURED[@]} )) && (( requests > 0 )); then
         cpu=$(awk -v t=$(( after - before )) -v hz="$CLK_TCK" -v r="$requests" 'BEGIN { printf "%.3f", t / hz / r * 10000 }')
+    fi
+    if [[ $section != warmup ]] && (( ${#EXTRA_MEASURED[@]} )) && (( requests > 0 )); then
+        printf '%s\t%s\t%s\n' "$section" "$target" \
+            "$(awk -v t=$(( extra_after - extra_before )) -v hz="$CLK_TCK" -v r="$requests" 'BEGIN { printf "%.3f", t / hz / r * 10000 }')" \
+            >> "$OUT/extra-cpu.tsv"
     fi
     if [[ $section != warmup ]]; then
         printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$conns" "$method" "$target" \
@@ -324,6 +356,7 @@ run_wrk warmup A 64 GET 3
 
 step=0
 C_GET64_RPS=0
+(( RATE_BUDGET_ONLY )) && CONNECTIONS=""
 for conns in $CONNECTIONS; do
     for method in GET POST; do
         # Rotate the order so that no target always runs first (or last) in a step.
@@ -341,11 +374,26 @@ for conns in $CONNECTIONS; do
         step=$(( step + 1 ))
     done
 done
-stop "${PID[B]}"
+[[ -n ${PID[B]:-} ]] && stop "${PID[B]}"
 [[ -n ${PID[D]:-} ]] && stop "${PID[D]}"
 [[ -n ${PID[E]:-} ]] && stop "${PID[E]}"
 [[ -n ${PID[F]:-} ]] && stop "${PID[F]}"
 
+# --- the rate budget's cost: no shaping (C), in-process buckets (C-mem), buckets in Redis (C-redis) ---
+log "rate budget: GET at 64 connections, C then C-mem then C-redis, twice"
+for round in 1 2; do
+    for target in C C-mem C-redis; do
+        measure rate-budget "$target" 64 GET "$DURATION"
+        stop "${PID[$target]}"
+        PID[$target]=""
+    done
+done
+if grep -q 'rate_limit.store.down' "$OUT/floriday-proxy-buckets-redis.log" 2>/dev/null; then
+    die "C-redis fell back to local buckets during the run: $(grep -m1 'rate_limit.store.down' "$OUT/floriday-proxy-buckets-redis.log")"
+fi
+
+if (( RATE_BUDGET_ONLY )); then LONG=0; fi
+if (( ! RATE_BUDGET_ONLY )); then
 # --- access logging on: floriday-proxy at level info (stderr to a file), nginx with an access log ---
 log "access logging on: GET at 64 connections"
 measure logging B-log 64 GET "$DURATION"
@@ -395,6 +443,8 @@ for target in C B; do
     probe_after "$ABORTS client-aborted requests" "$target"
     stop "${PID[$target]}"
 done
+
+fi
 
 # --- LONG=1: soak ---
 # LONG_REQUESTS GET requests at 64 connections against one fresh process whose RSS is sampled
@@ -448,8 +498,12 @@ fi
     echo "threads=$THREADS"
     echo "idle_connections=$IDLE_CONNECTIONS"
     echo "long=$LONG"
+    echo "redis=$(redis-server --version | awk '{ print $3 }' | sed 's/^v=//')"
 } > "$OUT/meta.env"
 
-python3 "$BENCH/report.py" "$OUT" > "$BENCH/results.md"
-cat "$BENCH/results.md"
-log "written: bench/results.md (raw data in bench/out/)"
+# A partial run (RATE_BUDGET_ONLY=1) does not replace the full results.
+REPORT=$BENCH/results.md
+(( RATE_BUDGET_ONLY )) && REPORT=$OUT/results-rate-budget.md
+python3 "$BENCH/report.py" "$OUT" > "$REPORT"
+cat "$REPORT"
+log "written: ${REPORT#"$ROOT/"} (raw data in bench/out/)"

@@ -37,6 +37,8 @@ TARGETS = {
     "D": "D floriday-proxy, loop thread in epoll_wait (not shipped)",
     "E": "E floriday-proxy, h2 upstream",
     "F": "F nghttpx, h2 upstream",
+    "C-mem": "C floriday-proxy, shaping, buckets in process",
+    "C-redis": "C floriday-proxy, shaping, buckets in Redis",
 }
 
 
@@ -187,6 +189,47 @@ if logging_rows:
         print(f"Logging at info costs floriday-proxy {plain(num(ci['cpu_s_per_10k']) - num(c['cpu_s_per_10k']))} CPU s per 10k requests"
               f" ({ratio(ci['cpu_s_per_10k'], c['cpu_s_per_10k'])}× the warning-level figure) and changes req/s by a factor of"
               f" {ratio(ci['rps'], c['rps'])}.")
+
+budget = [r for r in rows if r["section"] == "rate-budget"]
+if budget:
+    extra = {}
+    for raw in open(os.path.join(out, "extra-cpu.tsv")) if os.path.exists(os.path.join(out, "extra-cpu.tsv")) else []:
+        parts = raw.split()
+        if len(parts) == 3 and parts[0] == "rate-budget":
+            extra.setdefault(parts[1], []).append(float(parts[2]))
+    print()
+    print("## The rate budget's cost (GET, 64 connections)")
+    print()
+    print("floriday-proxy without shaping (C), with shaping on and the buckets in the process (C-mem), and with them in a"
+          f" redis-server {meta.get('redis', '')} on loopback (C-redis: one EVALSHA per request)."
+          " Shaping is on with one bucket per key (`scope: key`) and a limit the load never reaches, so no request waits:"
+          " what shows is the cost of asking. Each row a fresh process; the three in turn, twice.")
+    print()
+    print(HEADER)
+    for r in budget:
+        print(line(r))
+    def mean(target, field):
+        values = [num(r[field]) for r in budget if r["target"] == target and num(r[field]) is not None]
+        return sum(values) / len(values) if values else None
+    if all(mean(t, "rps") for t in ("C", "C-mem", "C-redis")):
+        print()
+        print("Means of the two rounds:")
+        print()
+        print("| target | req/s | p50 ms | p99 ms | proxy CPU s / 10k req | Redis CPU s / 10k req |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for t in ("C", "C-mem", "C-redis"):
+            redis_cpu = sum(extra[t]) / len(extra[t]) if extra.get(t) else None
+            print(f"| {TARGETS[t]} | {mean(t, 'rps'):,.0f} | {mean(t, 'p50_us') / 1000:.2f} | {mean(t, 'p99_us') / 1000:.2f} |"
+                  f" {plain(mean(t, 'cpu_s_per_10k'))} | {plain(redis_cpu)} |")
+        c_mem, c_redis = mean("C-mem", "cpu_s_per_10k"), mean("C-redis", "cpu_s_per_10k")
+        print()
+        print(f"Buckets in Redis against buckets in the process: {plain(c_redis - c_mem)} proxy CPU s per 10k requests"
+              f" ({(c_redis - c_mem) / 10000 * 1e6:.0f} µs per request)"
+              + (f", plus {plain(sum(extra['C-redis']) / len(extra['C-redis']))} s in Redis" if extra.get('C-redis') else "")
+              + f"; p50 {(mean('C-redis', 'p50_us') - mean('C-mem', 'p50_us')) / 1000:+.2f} ms,"
+              f" p99 {(mean('C-redis', 'p99_us') - mean('C-mem', 'p99_us')) / 1000:+.2f} ms;"
+              f" req/s × {mean('C-redis', 'rps') / mean('C-mem', 'rps'):.2f}."
+              " On a shared machine wrk, nginx and Redis compete with the proxy for the same cores.")
 
 if memory:
     print()

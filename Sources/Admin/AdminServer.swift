@@ -63,6 +63,8 @@ final class AdminHandler: HTTPServerHandler, @unchecked Sendable {
     let tokenExpiry: Prometheus.Gauge
     let handshakes: Prometheus.Counter
     let ready: Prometheus.Gauge
+    /// With `rate_limit.store: redis://…`: 1 while Redis answers, 0 while local buckets shape.
+    let rateLimitStoreUp: Prometheus.Gauge?
     let lastHandshakes = Locked(0)
     let organizations = Locked<(@Sendable () -> [OrganizationStatus])?>(nil)
     /// The latest finished readiness check, and whether one is running.
@@ -85,6 +87,9 @@ final class AdminHandler: HTTPServerHandler, @unchecked Sendable {
         tokenExpiry = registry.makeGauge(name: "floriday_proxy_token_expiry_seconds", help: "Seconds until the cached access token expires (0: none cached).")
         handshakes = registry.makeCounter(name: "floriday_proxy_upstream_handshakes_total", help: "TLS handshakes with the API.")
         ready = registry.makeGauge(name: "floriday_proxy_ready", help: "Whether the latest readiness check (as /readyz) passed: 1, or not: 0.")
+        rateLimitStoreUp = proxy.sharedBudget == nil ? nil : registry.makeGauge(
+            name: "floriday_proxy_rate_limit_store_up",
+            help: "Whether the shared rate budget's Redis answers: 1, or not: 0 (requests are shaped by local buckets at rate / rate_limit.replicas).")
     }
 
     func errorResponse(status: Int, code: String, detail: String) -> (HTTPHeaders, [UInt8]) {
@@ -118,7 +123,7 @@ final class AdminHandler: HTTPServerHandler, @unchecked Sendable {
         case "/readyz":
             checkReadiness(on: exchange.loop) { [self] result in
                 if result.ready {
-                    respondJSON(exchange, 200, "{\"status\":\"ready\"}")
+                    respondJSON(exchange, 200, "{\"status\":\"ready\"\(rateLimitStoreJSON())}")
                 } else {
                     let (headers, body) = problem(status: 503, reason: result.problem ?? "not-ready", detail: result.detail ?? "Not ready.", retryAfter: result.retryAfter)
                     exchange.respond(status: 503, headers: headers, body: body)
@@ -188,8 +193,22 @@ final class AdminHandler: HTTPServerHandler, @unchecked Sendable {
         }
     }
 
+    /// The shared rate budget's state for `/readyz`: a replica whose Redis is away stays ready
+    /// (it shapes with local buckets), and says so.
+    private func rateLimitStoreJSON() -> String {
+        guard let budget = proxy.sharedBudget else { return "" }
+        switch budget.health {
+        case .up:
+            return ",\"rate_limit_store\":\"shared\""
+        case .down(let reason):
+            let detail = "Redis does not answer (\(reason)); requests are shaped by local buckets at 1/\(proxy.config.rateLimit.replicas) of each limit."
+            return ",\"rate_limit_store\":\"local\",\"rate_limit_store_detail\":\(jsonString(detail))"
+        }
+    }
+
     /// Gauges describe the present, so they are read at scrape time.
     private func sample() {
+        rateLimitStoreUp?.set(Int64(proxy.sharedBudget?.isUp == true ? 1 : 0))
         clientConnections.set(Int64(proxy.activeClientConnections))
         inFlight.set(Int64(proxy.stats.requestsInFlight))
         upstreamConnections.set(Int64(proxy.pools.stats.openConnections))

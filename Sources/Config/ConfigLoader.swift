@@ -101,7 +101,7 @@ public enum ConfigLoader {
             clientSecret: Secret(clientSecret), apiKey: Secret(apiKey))
         config.listen = listen
         config.organizations = organizations
-        config.rateLimit = try file.rateLimit("rate_limit")
+        config.rateLimit = try file.rateLimit("rate_limit", readFile: readFile)
         if let apiURL { config.apiURL = apiURL }
         if let issuerURL { config.issuerURL = issuerURL }
         config.tokenURL = tokenURL

@@ -1,3 +1,4 @@
+import Redis
 import Yams
 
 /// `rate_limit`: how the proxy shapes requests to Floriday's per-key, per-endpoint limits.
@@ -42,10 +43,32 @@ public struct RateLimitSettings: Sendable, Equatable {
     public var maxWaiting = 1000
     /// Overrides and additions to the built-in table, checked first, in order.
     public var endpoints: [EndpointLimit] = []
+    /// Where the buckets live: in this process, or in a Redis that every replica shares.
+    public var store = Store.memory
+    /// How many replicas share the budget: while the shared store is away, each shapes
+    /// locally to `1 / replicas` of every limit.
+    public var replicas = 1
 
     public init() {}
 
-    public static let keys = ["enabled", "scope", "rate", "burst", "max_wait", "max_waiting", "endpoints"]
+    public static let keys = ["enabled", "scope", "rate", "burst", "max_wait", "max_waiting", "endpoints",
+                              "store", "store_password", "store_password_file", "replicas"]
+
+    /// `rate_limit.store`.
+    public enum Store: Sendable, Equatable, CustomStringConvertible {
+        /// Buckets in this process (one replica).
+        case memory
+        /// Buckets in Redis (`redis://` or `rediss://`), shared by every replica that names it.
+        case redis(RedisEndpoint)
+
+        /// Without the password: `memory`, or `redis://:***@host:6379/0`.
+        public var description: String {
+            switch self {
+            case .memory: return "memory"
+            case .redis(let endpoint): return endpoint.description
+            }
+        }
+    }
 }
 
 func formatRate(_ rate: Double) -> String {
@@ -62,7 +85,7 @@ extension YAMLSection {
     }
 
     /// The `rate_limit` section.
-    func rateLimit(_ key: String) throws(ConfigError) -> RateLimitSettings {
+    func rateLimit(_ key: String, readFile: (String) throws -> String) throws(ConfigError) -> RateLimitSettings {
         let section = try self.section(key, known: RateLimitSettings.keys)
         var settings = RateLimitSettings()
         if let value = try section.bool("enabled") { settings.enabled = value }
@@ -71,6 +94,8 @@ extension YAMLSection {
         if let value = try section.count("burst") { settings.burst = value }
         if let value = try section.duration("max_wait") { settings.maxWait = value }
         if let value = try section.count("max_waiting") { settings.maxWaiting = value }
+        if let value = try section.count("replicas") { settings.replicas = value }
+        settings.store = try section.store(readFile: readFile)
         guard let node = section.node("endpoints"), !node.isNull else { return settings }
         guard case .sequence(let sequence) = node else {
             throw ConfigError(key: section.qualified("endpoints"), problem: "expected a list such as [{methods: [GET], path: \"/suppliers-api-*/trade-items\", rate: 2, burst: 200}], got \(node.kind)")
@@ -94,12 +119,60 @@ extension YAMLSection {
     }
 }
 
+extension YAMLSection {
+    /// `store`, with the password from the URL, `store_password` or `store_password_file`.
+    /// Errors never repeat the URL: it may hold the password.
+    fileprivate func store(readFile: (String) throws -> String) throws(ConfigError) -> RateLimitSettings.Store {
+        let inline = try string("store_password")
+        let file = try string("store_password_file")
+        guard let text = try string("store"), text.lowercased() != "memory" else {
+            if inline != nil || file != nil {
+                throw ConfigError(key: qualified(inline != nil ? "store_password" : "store_password_file"),
+                                  problem: "is only used with a redis:// or rediss:// store")
+            }
+            return .memory
+        }
+        var endpoint: RedisEndpoint
+        do {
+            endpoint = try RedisEndpoint(url: text)
+        } catch {
+            throw ConfigError(key: qualified("store"), problem: "expected memory, redis://[:password@]host[:port][/database] or rediss://…: \(error.description)")
+        }
+        var password: String?
+        switch (inline, file) {
+        case (let value?, nil):
+            password = value
+        case (nil, let path?):
+            let contents: String
+            do {
+                contents = try readFile(path)
+            } catch {
+                throw ConfigError(key: qualified("store_password_file"), problem: "cannot read \"\(path)\": \(error)")
+            }
+            password = String(contents.reversed().drop(while: \.isWhitespace).reversed())
+            if password!.isEmpty { throw ConfigError(key: qualified("store_password_file"), problem: "\"\(path)\" is empty") }
+        case (.some, .some):
+            throw ConfigError(key: qualified("store_password"), problem: "set store_password or store_password_file, not both")
+        case (nil, nil):
+            break
+        }
+        if let password {
+            if endpoint.password != nil {
+                throw ConfigError(key: qualified("store"), problem: "holds a password and store_password\(file != nil ? "_file" : "") gives one too; set only one")
+            }
+            endpoint.password = password
+        }
+        return .redis(endpoint)
+    }
+}
+
 extension RateLimitSettings {
     func validate() throws(ConfigError) {
         if !(rate > 0) { throw ConfigError(key: "rate_limit.rate", problem: "must be greater than 0") }
         if burst < 1 { throw ConfigError(key: "rate_limit.burst", problem: "must be at least 1") }
         if maxWait < .zero { throw ConfigError(key: "rate_limit.max_wait", problem: "must not be negative") }
         if maxWaiting < 0 { throw ConfigError(key: "rate_limit.max_waiting", problem: "must not be negative") }
+        if replicas < 1 { throw ConfigError(key: "rate_limit.replicas", problem: "must be at least 1") }
         for (index, endpoint) in endpoints.enumerated() {
             let key = "rate_limit.endpoints[\(index + 1)]"
             if !endpoint.path.hasPrefix("/") { throw ConfigError(key: "\(key).path", problem: "must start with \"/\"") }
@@ -117,6 +190,8 @@ extension RateLimitSettings {
         lines.append("  max_wait: \(formatDuration(maxWait))")
         lines.append("  max_waiting: \(maxWaiting)")
         lines.append("  endpoints: [" + endpoints.map(\.description).joined(separator: ", ") + "]")
+        lines.append("  store: \(yamlString(store.description))")
+        lines.append("  replicas: \(replicas)")
         return lines
     }
 }

@@ -30,7 +30,12 @@ final class ProxyExchange: UpstreamResponseHandler {
     private let target: [UInt8]
     private let organization: OrganizationRoute
     private let endpoint: Endpoint?
+    /// With a shared store: the endpoint with the limit of the whole budget (`endpoint` has
+    /// this replica's share, for when the store is away).
+    private let sharedEndpoint: Endpoint?
     private var waiter: RateLimiter.Waiter?
+    /// Waiting for the turn the shared store gave.
+    private var sharedTimer: LoopTimer?
     private var waitStart: ContinuousClock.Instant?
     private var rateLimitWait: Duration?
 
@@ -74,6 +79,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         self.target = target
         self.organization = organization
         endpoint = settings.limiter?.endpoint(method: client.request.method, path: target)
+        sharedEndpoint = settings.shared == nil ? nil : settings.fullLimits?.endpoint(method: client.request.method, path: target)
         context.stats.exchangeCreated()
     }
 
@@ -99,9 +105,41 @@ final class ProxyExchange: UpstreamResponseHandler {
 
     /// Waits, without any upstream connection, until the organisation's bucket for this
     /// endpoint has a token; refuses at once when that would take longer than `max_wait`.
+    /// With a shared store that is up, the bucket is in Redis: its script answers how long
+    /// until this request's token, and the request waits that long here (no asking again).
     private func awaitTurn() {
         guard let limiter = settings.limiter, let endpoint else { return obtainToken() }
         state = .waitingForTurn
+        guard let shared = settings.shared, let sharedEndpoint, shared.isUp else {
+            return awaitLocalTurn(limiter, endpoint)
+        }
+        let maxWait = limiter.policy.maxWait
+        shared.take(apiKey: organization.apiKey, endpoint: sharedEndpoint, maxWait: maxWait, on: client.loop) { [self] result in
+            guard state == .waitingForTurn else { return }
+            switch result {
+            case .success(.granted(let wait)) where wait <= .zero:
+                context.metrics.rateLimit(organization: organization.name, endpoint: endpoint.name, outcome: .admitted)
+                obtainToken()
+            case .success(.granted(let wait)):
+                startWaiting(endpoint)
+                sharedTimer = client.loop.schedule(after: wait) { [self] in
+                    guard state == .waitingForTurn, sharedTimer != nil else { return }
+                    sharedTimer = nil
+                    stopWaiting()
+                    context.metrics.rateLimit(organization: organization.name, endpoint: endpoint.name, outcome: .waited)
+                    obtainToken()
+                }
+            case .success(.refused(let wait)):
+                let over = Double((wait - maxWait).nanoseconds) / 1e9
+                refuse(sharedEndpoint, retryAfter: max(1, Int(over.rounded(.up))), queueFull: false)
+            case .failure:
+                // The store is away (or answered with an error): this replica's share, locally.
+                awaitLocalTurn(limiter, endpoint)
+            }
+        }
+    }
+
+    private func awaitLocalTurn(_ limiter: RateLimiter, _ endpoint: Endpoint) {
         let admission = limiter.admit(apiKey: organization.apiKey, endpoint: endpoint, loop: client.loop) { [self] in
             guard state == .waitingForTurn else { return }
             waiter = nil
@@ -115,17 +153,25 @@ final class ProxyExchange: UpstreamResponseHandler {
             obtainToken()
         case .waiting(let waiter, _):
             self.waiter = waiter
-            waitStart = .now
-            context.organizations.counts(for: organization.name).waiting.add(1, ordering: .relaxed)
-            context.metrics.waiting(organization: organization.name, endpoint: endpoint.name, delta: 1)
+            startWaiting(endpoint)
         case .refused(let retryAfter, let queueFull):
-            context.metrics.rateLimit(organization: organization.name, endpoint: endpoint.name, outcome: .refused)
-            let why = queueFull
-                ? "too many requests are already waiting for this endpoint (rate_limit.max_waiting)"
-                : "its turn would come later than rate_limit.max_wait allows"
-            failToProxy(Problem(.rateLimited, detail: "Floriday allows \(endpoint.limit) for this API key and endpoint; this request was not sent because \(why).",
-                                reason: queueFull ? "queue-full" : "max-wait", retryAfter: retryAfter))
+            refuse(endpoint, retryAfter: retryAfter, queueFull: queueFull)
         }
+    }
+
+    private func refuse(_ endpoint: Endpoint, retryAfter: Int, queueFull: Bool) {
+        context.metrics.rateLimit(organization: organization.name, endpoint: endpoint.name, outcome: .refused)
+        let why = queueFull
+            ? "too many requests are already waiting for this endpoint (rate_limit.max_waiting)"
+            : "its turn would come later than rate_limit.max_wait allows"
+        failToProxy(Problem(.rateLimited, detail: "Floriday allows \(endpoint.limit) for this API key and endpoint; this request was not sent because \(why).",
+                            reason: queueFull ? "queue-full" : "max-wait", retryAfter: retryAfter))
+    }
+
+    private func startWaiting(_ endpoint: Endpoint) {
+        waitStart = .now
+        context.organizations.counts(for: organization.name).waiting.add(1, ordering: .relaxed)
+        context.metrics.waiting(organization: organization.name, endpoint: endpoint.name, delta: 1)
     }
 
     /// The wait is over (its turn came, or the client left).
@@ -264,7 +310,12 @@ final class ProxyExchange: UpstreamResponseHandler {
             // Floriday's bucket for this key and endpoint is empty: ours is emptied too, so the
             // requests behind this one wait instead of collecting 429s. The response itself
             // goes back unchanged.
-            limiter.upstreamRefused(apiKey: organization.apiKey, endpoint: endpoint, retryAfter: Self.retryAfter(head.headers))
+            let retryAfter = Self.retryAfter(head.headers)
+            limiter.upstreamRefused(apiKey: organization.apiKey, endpoint: endpoint, retryAfter: retryAfter)
+            // And the shared one, for every replica.
+            if let shared = settings.shared, let sharedEndpoint {
+                shared.drain(apiKey: organization.apiKey, endpoint: sharedEndpoint, retryAfter: retryAfter, on: client.loop)
+            }
         }
         state = .relaying
         client.writeHead(HeaderRewrite.clientResponse(from: head, requestID: requestID))
@@ -382,6 +433,11 @@ final class ProxyExchange: UpstreamResponseHandler {
             // A client that hangs up while waiting leaves the queue.
             self.waiter = nil
             limiter.cancel(waiter)
+            stopWaiting()
+        }
+        if let sharedTimer {
+            self.sharedTimer = nil
+            sharedTimer.cancel()
             stopWaiting()
         }
         if case .malformedBody(let parseError) = error {

@@ -5,6 +5,7 @@ import HTTP1
 import HTTPServer
 import Logging
 import RateLimit
+import Redis
 import Synchronization
 import TLS
 import Upstream
@@ -66,18 +67,31 @@ struct ProxySettings: Sendable {
     let organizations: OrganizationTable
     var retryBodyLimit: Int
     var access: AccessPolicy
-    /// nil when `rate_limit.enabled` is false.
+    /// This replica's own buckets, at `1 / rate_limit.replicas` of each limit; nil when
+    /// `rate_limit.enabled` is false. With a shared store, used while the store is down.
     let limiter: RateLimiter?
+    /// The budget in Redis (`rate_limit.store`), when shaping is on and one is configured,
+    /// with the limits of the whole budget (`fullLimits`, for the endpoint and its limit).
+    let shared: SharedRateBudget?
+    let fullLimits: RateLimiter?
 
-    init(_ config: ProxyConfig, limiter: RateLimiter?) {
+    init(_ config: ProxyConfig, limiter: RateLimiter?, shared: SharedRateBudget? = nil) {
         organizations = OrganizationTable(config)
         retryBodyLimit = config.retryBodyLimit
         access = AccessPolicy(config)
         self.limiter = limiter
+        if let limiter, let shared {
+            self.shared = shared
+            fullLimits = config.rateLimit.replicas > 1 ? RateLimiter(policy: RateLimitPolicy(config.rateLimit), clock: SystemClock()) : limiter
+        } else {
+            self.shared = nil
+            fullLimits = nil
+        }
     }
 
     static func limiter(_ config: ProxyConfig, clock: any MonotonicClock) -> RateLimiter? {
-        config.rateLimit.enabled ? RateLimiter(policy: RateLimitPolicy(config.rateLimit), clock: clock) : nil
+        guard config.rateLimit.enabled else { return nil }
+        return RateLimiter(policy: RateLimitPolicy(config.rateLimit).divided(among: config.rateLimit.replicas), clock: clock)
     }
 }
 
@@ -96,6 +110,8 @@ public final class ProxyServer: @unchecked Sendable {
     private let server: HTTPServer
     private let handler: ProxyHandler
     private let context: ProxyContext
+    /// `rate_limit.store: redis://…`: the budget every replica shares (nil: in-process buckets).
+    public let sharedBudget: SharedRateBudget?
 
     public var localAddress: SocketAddress { server.localAddress }
     public var activeClientConnections: Int { server.activeConnections }
@@ -153,8 +169,25 @@ public final class ProxyServer: @unchecked Sendable {
         tokens = TokenProvider(settings: try Self.tokenSettings(config), loop: group.loops[0], tlsContext: tls, logger: logger,
                                clock: group.loops[0].clock)
 
+        switch config.rateLimit.store {
+        case .memory:
+            sharedBudget = nil
+        case .redis(let endpoint):
+            var storeTLS: TLSContext?
+            if endpoint.tls {
+                do {
+                    storeTLS = try TLSContext.client(extraCAFile: config.caFile, alpn: [])
+                } catch {
+                    throw ProxyStartError(key: "rate_limit.store", message: "cannot set up TLS: \(error)")
+                }
+            }
+            // A Redis slower than a connect to the API is treated as away.
+            sharedBudget = SharedRateBudget(endpoint: endpoint, replicas: config.rateLimit.replicas, loops: group.loops,
+                                            timeout: config.timeouts.connect, tls: storeTLS, logger: logger)
+        }
+
         let context = ProxyContext(
-            settings: ProxySettings(config, limiter: ProxySettings.limiter(config, clock: group.loops[0].clock)),
+            settings: ProxySettings(config, limiter: ProxySettings.limiter(config, clock: group.loops[0].clock), shared: sharedBudget),
             pools: pools, tokens: tokens,
             accessLog: AccessLog(logger: logger, includeQuery: config.log.query),
             logger: logger, stats: stats, metrics: metrics, organizations: organizationActivity)
@@ -206,6 +239,7 @@ public final class ProxyServer: @unchecked Sendable {
         if new.log != old.log { needRestart.append("log") }
         if new.shutdownGrace != old.shutdownGrace { needRestart.append("shutdown_grace") }
         if new.upstreamHTTP2 != old.upstreamHTTP2 { needRestart.append("upstream_http2") }
+        if new.rateLimit.store != old.rateLimit.store { needRestart.append("rate_limit.store") }
         let tokenSettings = try Self.tokenSettings(new)
         var applied = new
         applied.listen = old.listen
@@ -217,9 +251,10 @@ public final class ProxyServer: @unchecked Sendable {
         applied.log = old.log
         applied.shutdownGrace = old.shutdownGrace
         applied.upstreamHTTP2 = old.upstreamHTTP2
+        applied.rateLimit.store = old.rateLimit.store
         // The buckets (and the requests waiting in them) carry over unless shaping itself changed.
-        let limiter = new.rateLimit == old.rateLimit ? context.settings.limiter : ProxySettings.limiter(applied, clock: group.loops[0].clock)
-        context.update(ProxySettings(applied, limiter: limiter))
+        let limiter = applied.rateLimit == old.rateLimit ? context.settings.limiter : ProxySettings.limiter(applied, clock: group.loops[0].clock)
+        context.update(ProxySettings(applied, limiter: limiter, shared: sharedBudget))
         context.metrics.prepare(organizations: OrganizationTable(applied).all.map(\.name))
         let dropped = tokens.update(tokenSettings)
         configBox.withLock { $0 = applied }
@@ -250,12 +285,14 @@ public final class ProxyServer: @unchecked Sendable {
         let stats = self.stats
         let pools = self.pools
         let server = self.server
+        let sharedBudget = self.sharedBudget
         func poll() {
             // Done when every client connection has gone: idle ones were closed at once, busy
             // ones (a request in flight, or a head still arriving) close after their response.
             let drained = stats.requestsInFlight == 0 && server.activeConnections == 0
             if drained || clock.nanoseconds >= deadline {
                 pools.shutdown()
+                sharedBudget?.close()
                 completion()
                 return
             }

@@ -20,8 +20,35 @@ public struct RateLimitPolicy: Sendable, Equatable {
     public var rules: [EndpointRule] = []
     /// Published limits are multiplied by this (tests and the sandbox run them faster).
     public var scale: Double = 1
+    /// Published bursts are multiplied by this (at least 1 token stays): see `divided(among:)`.
+    public var burstScale: Double = 1
 
     public init() {}
+
+    /// This process's share when `replicas` processes shape for the same keys without a shared
+    /// store: every rate and every burst divided by `replicas` (a burst keeps at least one
+    /// token), so together they stay within the limit.
+    public func divided(among replicas: Int) -> RateLimitPolicy {
+        guard replicas > 1 else { return self }
+        let share = 1 / Double(replicas)
+        var policy = self
+        policy.scale *= share
+        policy.burstScale *= share
+        policy.defaultLimit = defaultLimit.divided(among: replicas)
+        policy.rules = rules.map { EndpointRule(methods: $0.methods, path: $0.path, limit: $0.limit.divided(among: replicas)) }
+        return policy
+    }
+}
+
+extension BucketLimit {
+    /// Rate and burst divided by `replicas`; the burst keeps at least one token.
+    public func divided(among replicas: Int) -> BucketLimit {
+        BucketLimit(rate: rate / Double(replicas), burst: max(1, burst / Double(replicas)))
+    }
+
+    /// Tokens a grant must leave in the bucket: `rate` × 50 ms, less than the burst
+    /// (see `RateLimiter`).
+    public var reserve: Double { max(0, min(rate * RateLimiter.latencyAllowance, burst - 1)) }
 }
 
 /// Token buckets per (API key, endpoint) with a first-in-first-out queue of waiting requests
@@ -58,7 +85,7 @@ public final class RateLimiter: @unchecked Sendable {
 
         init(limit: BucketLimit, now: UInt64) {
             bucket = TokenBucket(limit: limit, now: now)
-            reserve = max(0, min(limit.rate * RateLimiter.latencyAllowance, limit.burst - 1))
+            reserve = limit.reserve
         }
 
         func position(of waiter: Waiter) -> Int? {
@@ -147,6 +174,7 @@ public final class RateLimiter: @unchecked Sendable {
         let scaled = operations.map { operation in
             var operation = operation
             operation.rate = operation.rate.map { $0 * policy.scale }
+            operation.burst = operation.burst.map { max(1, $0 * policy.burstScale) }
             return operation
         }
         table = EndpointTable(operations: scaled, rules: policy.rules, defaultLimit: policy.defaultLimit)

@@ -87,6 +87,19 @@ public final class SharedBucketStore: @unchecked Sendable {
         }
     }
 
+    /// Sends `PING` on `loop`'s client and notes the outcome: how a store that is down finds
+    /// out that it is back without a request paying for the attempt. Call on `loop`.
+    public func ping(on loop: EventLoop, completion: @escaping (Result<Void, RedisError>) -> Void = { _ in }) {
+        buckets(on: loop).client.send(["PING"]) { [self] result in
+            let outcome: Result<Void, RedisError> = result.flatMap { reply in
+                if case .error(let message) = reply { return .failure(.server(message)) }
+                return .success(())
+            }
+            observe(outcome)
+            completion(outcome)
+        }
+    }
+
     /// Closes every loop's client (on its loop).
     public func close() {
         for (_, slot) in slots {

@@ -58,6 +58,8 @@ struct RenderingTests {
               max_wait: 30s
               max_waiting: 1000
               endpoints: []
+              store: memory
+              replicas: 1
             log:
               level: info
               format: text

@@ -79,6 +79,21 @@ import Testing
         #expect(limiter.waiting(apiKey: "k") == 0)
     }
 
+    @Test func aReplicasShareDividesEveryRateAndBurst() {
+        var policy = RateLimitPolicy()
+        policy.defaultLimit = BucketLimit(rate: 3.4, burst: 1000)
+        policy.rules = [EndpointRule(methods: ["GET"], path: "/x", limit: BucketLimit(rate: 9, burst: 2))]
+        let share = policy.divided(among: 3)
+        #expect(share.defaultLimit == BucketLimit(rate: 3.4 / 3, burst: 1000 / 3.0))
+        #expect(share.rules[0].limit == BucketLimit(rate: 3, burst: 1))   // a burst keeps one token
+        #expect(policy.divided(among: 1) == policy)
+        let operation = PublishedOperation(api: "suppliers-api", method: "GET", path: "/sync/{n}", rate: 2, burst: 200)
+        let limiter = RateLimiter(policy: share, clock: clock, operations: [operation])
+        let sync = limiter.endpoint(method: "GET", path: Array("/suppliers-api-2026v1/sync/5".utf8)).limit
+        #expect(abs(sync.rate - 2.0 / 3) < 1e-9 && abs(sync.burst - 200.0 / 3) < 1e-9, "\(sync)")
+        #expect(limiter.endpoint(method: "GET", path: Array("/x".utf8)).limit == BucketLimit(rate: 3, burst: 1))
+    }
+
     @Test func twoEndpointsHaveTwoBucketsAndScopeKeyHasOne() {
         let turns = Turns()
         let perEndpoint = limiter(rate: 1, burst: 1)

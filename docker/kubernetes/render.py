@@ -48,15 +48,15 @@ def merge(base, patch, field=None):
                 out[key] = copy.deepcopy(value)
         return out
     if isinstance(base, list) and isinstance(patch, list) and field in MERGE_KEYS:
+        # As kubectl orders it: the patch's items first, in the patch's order (merged with
+        # the base's item of the same key), then the base's items the patch does not name.
         key = MERGE_KEYS[field]
-        out = [copy.deepcopy(item) for item in base]
+        named = {item.get(key) for item in patch if isinstance(item, dict)}
+        out = []
         for item in patch:
-            for i, existing in enumerate(out):
-                if isinstance(existing, dict) and existing.get(key) == item.get(key):
-                    out[i] = merge(existing, item)
-                    break
-            else:
-                out.append(copy.deepcopy(item))
+            existing = next((b for b in base if isinstance(b, dict) and b.get(key) == item.get(key)), None)
+            out.append(merge(existing, item) if existing is not None else copy.deepcopy(item))
+        out += [copy.deepcopy(item) for item in base if not (isinstance(item, dict) and item.get(key) in named)]
         return out
     return copy.deepcopy(patch)
 

@@ -157,6 +157,12 @@ for path in sys.argv[1:]:
           all(f.get("podSelector", {}).get("matchLabels") == {"floriday-proxy/client": "true"}
               for r in proxy_rules for f in r.get("from", [])),
           "the NetworkPolicy admits only pods labelled floriday-proxy/client to port 8080")
+    rate_limit = (yaml.safe_load(config) or {}).get("rate_limit") or {}
+    check(rate_limit.get("replicas", 1) == spec.get("replicas", 1),
+          f"rate_limit.replicas {rate_limit.get('replicas', 1)} = the Deployment's {spec.get('replicas', 1)} replicas")
+    store = str(rate_limit.get("store", "memory"))
+    check(store.startswith("redis://floriday-proxy-redis:") == (("Deployment", "floriday-proxy-redis") in objects),
+          f"rate_limit.store ({store}) is the Redis of ../../redis exactly when the overlay includes it")
     if ("Deployment", "floriday-proxy-redis") in objects:
         rpod = objects[("Deployment", "floriday-proxy-redis")]["spec"]["template"]["spec"]
         check(rpod.get("securityContext", {}).get("runAsNonRoot") is True and
