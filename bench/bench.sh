@@ -26,7 +26,7 @@
 # limit far above the load, once with in-process buckets (C-mem) and once with the buckets in
 # a local redis-server (C-redis: one Lua script per request), against C without shaping.
 #
-# About 4 minutes (6 with LONG=1). Output: bench/results.md (also printed); raw numbers,
+# About 15 minutes on 2 cores (a few more with LONG=1). Output: bench/results.md (also printed); raw numbers,
 # configurations and logs in bench/out/. See bench/NOTES.md for the method and the findings.
 #
 # Environment:
