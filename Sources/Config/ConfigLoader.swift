@@ -176,17 +176,7 @@ public enum ConfigLoader {
             if !required { return "" }
             throw ConfigError.missingCredential(key: key, variable: variable)
         }
-        let contents: String
-        do {
-            contents = try readFile(path)
-        } catch {
-            throw ConfigError(key: key, problem: "cannot read \(fileVariable) \"\(path)\": \(error)")
-        }
-        let value = String(contents.reversed().drop(while: \.isWhitespace).reversed())
-        if value.isEmpty {
-            throw ConfigError(key: key, problem: "\(fileVariable) \"\(path)\" is empty")
-        }
-        return value
+        return try secret(fromFile: path, key: key, source: "\(fileVariable) \"\(path)\"", readFile: readFile)
     }
 
     /// Runs `parse` on an environment variable's value, naming the variable in its error.

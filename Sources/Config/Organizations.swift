@@ -57,14 +57,7 @@ extension YAMLSection {
             case (let value?, nil):
                 apiKey = value
             case (nil, let path?):
-                let contents: String
-                do {
-                    contents = try readFile(path)
-                } catch {
-                    throw ConfigError(key: "\(itemKey).api_key_file", problem: "cannot read \"\(path)\": \(error)")
-                }
-                apiKey = String(contents.reversed().drop(while: \.isWhitespace).reversed())
-                if apiKey.isEmpty { throw ConfigError(key: "\(itemKey).api_key_file", problem: "\"\(path)\" is empty") }
+                apiKey = try secret(fromFile: path, key: "\(itemKey).api_key_file", source: "\"\(path)\"", readFile: readFile)
             case (.some, .some):
                 throw ConfigError(key: itemKey, problem: "set api_key or api_key_file, not both")
             case (nil, nil):

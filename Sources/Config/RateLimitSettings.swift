@@ -143,14 +143,7 @@ extension YAMLSection {
         case (let value?, nil):
             password = value
         case (nil, let path?):
-            let contents: String
-            do {
-                contents = try readFile(path)
-            } catch {
-                throw ConfigError(key: qualified("store_password_file"), problem: "cannot read \"\(path)\": \(error)")
-            }
-            password = String(contents.reversed().drop(while: \.isWhitespace).reversed())
-            if password!.isEmpty { throw ConfigError(key: qualified("store_password_file"), problem: "\"\(path)\" is empty") }
+            password = try secret(fromFile: path, key: qualified("store_password_file"), source: "\"\(path)\"", readFile: readFile)
         case (.some, .some):
             throw ConfigError(key: qualified("store_password"), problem: "set store_password or store_password_file, not both")
         case (nil, nil):

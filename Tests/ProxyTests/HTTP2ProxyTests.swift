@@ -244,20 +244,27 @@ final class H2TestClient: HTTP2SessionDelegate {
 
     static let nghttpPath = ["/usr/bin/nghttp", "/usr/local/bin/nghttp"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
-    @Test(.enabled(if: nghttpPath != nil, "needs nghttp (Debian package nghttp2-client, installed by `make test`)"))
-    func nghttpCommandLineClient() throws {
-        let nghttp = try #require(Self.nghttpPath)
-        let h = try Harness()
+    /// Runs `nghttp -nv -t 10` (frames logged, 10 s timeout) on `urls`; its exit status and
+    /// everything it printed.
+    static func runNghttp(_ nghttp: String, _ urls: [String]) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: nghttp)
-        process.arguments = ["-nv", "-t", "10"] + (0..<5).map { "http://127.0.0.1:\(h.port)/suppliers-api-2026v1/auth/key?n=\($0)" }
+        process.arguments = ["-nv", "-t", "10"] + urls
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
         try process.run()
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(output)")
+        return (process.terminationStatus, output)
+    }
+
+    @Test(.enabled(if: nghttpPath != nil, "needs nghttp (Debian package nghttp2-client, installed by `make test`)"))
+    func nghttpCommandLineClient() throws {
+        let nghttp = try #require(Self.nghttpPath)
+        let h = try Harness()
+        let (status, output) = try Self.runNghttp(nghttp, (0..<5).map { "http://127.0.0.1:\(h.port)/suppliers-api-2026v1/auth/key?n=\($0)" })
+        #expect(status == 0, "\(output)")
         #expect(output.components(separatedBy: ":status: 200").count - 1 == 5)
         #expect(h.state.tokenRequests == 1)
     }

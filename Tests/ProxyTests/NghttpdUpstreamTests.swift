@@ -115,16 +115,8 @@ struct NghttpdUpstreamTests {
 
         // h2c: the trailers go on in a HEADERS frame after the DATA (nghttp, nghttp2-client).
         if let nghttp = HTTP2ProxyTests.nghttpPath {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: nghttp)
-            process.arguments = ["-nv", "-t", "10", "http://127.0.0.1:\(s.port)/suppliers-api-2026v1/report"]
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try process.run()
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            #expect(process.terminationStatus == 0, "\(output)")
+            let (status, output) = try HTTP2ProxyTests.runNghttp(nghttp, ["http://127.0.0.1:\(s.port)/suppliers-api-2026v1/report"])
+            #expect(status == 0, "\(output)")
             let lines = output.split(separator: "\n")
             let trailer = lines.lastIndex { $0.contains("recv (stream_id=") && $0.hasSuffix(") x-checksum: abc123") }
             let lastData = lines.lastIndex { $0.contains("recv DATA frame") }
