@@ -230,7 +230,44 @@ public final class EventLoop: @unchecked Sendable {
             if count < Self.eventsPerWait { break }
             count = -1
         }
+        runEndOfTurnWork()
+        retiredDuringBatch.removeAll(keepingCapacity: true)
         draining = false
+    }
+
+    // MARK: The end of a turn
+
+    /// Work waiting for the end of the current turn (`scheduleAtEndOfTurn`).
+    private var endOfTurnWork: [EndOfTurnWork] = []
+    private var endOfTurnQueued = false
+
+    /// Runs `work.runAtEndOfTurn()` once the events of the current turn are handled: after the
+    /// batch of epoll events being delivered, or, when called outside one (from a timer or an
+    /// `execute` block), on the loop's next turn. This is where held output is written: bytes
+    /// produced by several events of one turn (a request head and its body, the frames of many
+    /// HTTP/2 streams) leave in one write, and unlike `execute` it costs neither a closure nor
+    /// a queue hand-off. The caller keeps its own "scheduled" flag: one call per turn.
+    public func scheduleAtEndOfTurn(_ work: EndOfTurnWork) {
+        assertInLoop()
+        endOfTurnWork.append(work)
+        if !draining && !endOfTurnQueued {
+            endOfTurnQueued = true
+            execute { [self] in
+                endOfTurnQueued = false
+                runEndOfTurnWork()
+            }
+        }
+    }
+
+    private func runEndOfTurnWork() {
+        // Work may schedule more work (a flush that completes a response starts the next one).
+        var index = 0
+        while index < endOfTurnWork.count {
+            let work = endOfTurnWork[index]
+            work.runAtEndOfTurn()
+            index += 1
+        }
+        endOfTurnWork.removeAll(keepingCapacity: true)
     }
 
     // MARK: Timers (see LoopTimer)
@@ -370,6 +407,11 @@ public final class EventLoop: @unchecked Sendable {
         assertInLoop()
         return registeredCount
     }
+}
+
+/// Something that runs once at the end of its loop's turn (`EventLoop.scheduleAtEndOfTurn`).
+public protocol EndOfTurnWork: AnyObject {
+    func runAtEndOfTurn()
 }
 
 /// Receives a registered descriptor's epoll events on its loop.

@@ -34,15 +34,24 @@ public final class LoopTimer: @unchecked Sendable {
         // A timer is usually moved by the same timeout again and again; converting a `Duration`
         // takes 128-bit arithmetic (about 2.5% of the instructions per proxied request), so the
         // last conversion is kept.
-        if delay != lastDelay {
-            let nanoseconds = delay.components.seconds.multipliedReportingOverflow(by: 1_000_000_000)
-            lastOffset = nanoseconds.overflow ? UInt64.max / 2 : UInt64(max(0, nanoseconds.partialValue + delay.components.attoseconds / 1_000_000_000))
-            lastDelay = delay
+        // Two are kept, as most owners alternate between two timeouts (body stall and response).
+        if delay == lastDelay {
+            return schedule(afterNanoseconds: lastOffset)
         }
+        if delay != otherDelay {
+            let components = delay.components
+            let nanoseconds = components.seconds.multipliedReportingOverflow(by: 1_000_000_000)
+            otherOffset = nanoseconds.overflow ? UInt64.max / 2 : UInt64(max(0, nanoseconds.partialValue + components.attoseconds / 1_000_000_000))
+            otherDelay = delay
+        }
+        swap(&lastDelay, &otherDelay)
+        swap(&lastOffset, &otherOffset)
         schedule(afterNanoseconds: lastOffset)
     }
     private var lastDelay = Duration.zero
     private var lastOffset: UInt64 = 0
+    private var otherDelay = Duration.zero
+    private var otherOffset: UInt64 = 0
 
     /// `schedule(after:)` for callers that keep their timeouts as integer nanoseconds
     /// (no `Duration` arithmetic on the request path).

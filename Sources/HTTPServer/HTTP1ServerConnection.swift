@@ -38,6 +38,8 @@ public struct HTTPServerSettings: Sendable {
 public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport, @unchecked Sendable {
     public let loop: EventLoop
     public var remoteAddress: SocketAddress? { stream.remoteAddress }
+    /// Formatted at the first request, for every request of the connection.
+    private lazy var remoteIP: String? = stream.remoteAddress?.ipString
     var closeAfterResponse = false
 
     private let stream: ByteStream
@@ -229,7 +231,7 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
     private func requestHeadArrived(_ head: HTTPRequestHead) {
         headStarted = false
         let framing = parser.bodyFraming ?? .none
-        let exchange = ServerExchange(request: head, framing: framing, transport: self, loop: loop, remoteAddress: stream.remoteAddress)
+        let exchange = ServerExchange(request: head, framing: framing, transport: self, loop: loop, remoteAddress: stream.remoteAddress, remoteIP: remoteIP)
         current = exchange
         setReadTimer(framing == .none ? .none : .body)
         handler.handle(exchange)
@@ -313,11 +315,7 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
         if !outputFlushScheduled {
             // The body may come in a later read: the head must not wait for it.
             outputFlushScheduled = true
-            loop.execute { [weak self] in
-                guard let self else { return }
-                outputFlushScheduled = false
-                flushOutput()
-            }
+            loop.scheduleAtEndOfTurn(self)
         }
         return size
     }
@@ -442,5 +440,13 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
         // The client stopped reading the response.
         stream.abort()
         streamDidClose(.aborted)
+    }
+}
+
+extension HTTP1ServerConnection: EndOfTurnWork {
+    /// Held output (a head waiting for its body) leaves at the end of the loop's turn.
+    public func runAtEndOfTurn() {
+        outputFlushScheduled = false
+        flushOutput()
     }
 }

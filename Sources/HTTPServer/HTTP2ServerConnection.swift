@@ -11,6 +11,8 @@ import HTTP2
 /// A paused request body stops acknowledging the stream's DATA, so the client stops after
 /// one stream window (`HTTP2Settings.initialWindowSize`).
 final class HTTP2ServerConnection: ByteStreamDelegate, ExchangeTransport, HTTP2SessionDelegate {
+    /// Formatted at the first request, for every stream of the connection.
+    private lazy var remoteIP: String? = stream.remoteAddress?.ipString
     let loop: EventLoop
     private let stream: ByteStream
     private let handler: HTTPServerHandler
@@ -106,10 +108,7 @@ final class HTTP2ServerConnection: ByteStreamDelegate, ExchangeTransport, HTTP2S
     private func scheduleFlush() {
         if receiving || flushScheduled || closed { return }
         flushScheduled = true
-        loop.execute { [self] in
-            flushScheduled = false
-            flush()
-        }
+        loop.scheduleAtEndOfTurn(self)
     }
 
     /// Moves frames from the session to the socket while the socket takes them; closes the
@@ -162,7 +161,7 @@ final class HTTP2ServerConnection: ByteStreamDelegate, ExchangeTransport, HTTP2S
             return
         }
         let exchange = ServerExchange(request: head, framing: framing, transport: self, loop: loop,
-                                      remoteAddress: stream.remoteAddress, streamID: id)
+                                      remoteAddress: stream.remoteAddress, remoteIP: remoteIP, streamID: id)
         exchanges[id] = exchange
         idleTimer.disarm()
         handler.handle(exchange)
@@ -315,5 +314,13 @@ final class HTTP2ServerConnection: ByteStreamDelegate, ExchangeTransport, HTTP2S
         // The client stopped reading.
         stream.abort()
         streamDidClose(.aborted)
+    }
+}
+
+extension HTTP2ServerConnection: EndOfTurnWork {
+    /// Frames queued during the turn (by many streams, often) leave together at its end.
+    func runAtEndOfTurn() {
+        flushScheduled = false
+        flush()
     }
 }

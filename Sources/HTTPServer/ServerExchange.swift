@@ -10,6 +10,8 @@ public final class ServerExchange: @unchecked Sendable {
     public let request: HTTPRequestHead
     public let loop: EventLoop
     public let remoteAddress: SocketAddress?
+    /// The client's address as text (no port), formatted once per connection.
+    public let remoteIP: String?
     /// How the request body is framed (`.none` when there is no body).
     public let bodyFraming: HTTP1BodyFraming
     /// When the request head was complete (monotonic).
@@ -46,12 +48,13 @@ public final class ServerExchange: @unchecked Sendable {
     enum ResponseFraming { case none, length, chunked, close }
 
     init(request: HTTPRequestHead, framing: HTTP1BodyFraming, transport: any ExchangeTransport, loop: EventLoop,
-         remoteAddress: SocketAddress?, streamID: Int32 = 0) {
+         remoteAddress: SocketAddress?, remoteIP: String?, streamID: Int32 = 0) {
         self.request = request
         self.bodyFraming = framing
         self.transport = transport
         self.loop = loop
         self.remoteAddress = remoteAddress
+        self.remoteIP = remoteIP
         self.streamID = streamID
         self.startTime = .now
         self.requestComplete = framing == .none || framing == .contentLength(0)

@@ -25,8 +25,9 @@ final class ProxyExchange: UpstreamResponseHandler {
     /// Read once, so a reload never changes a request half-way.
     private let settings: ProxySettings
     let requestID: String
-    /// Formatted once: it goes into X-Forwarded-For (again on a replay) and the access log.
-    private lazy var clientIP: String? = client.remoteAddress?.ipString
+    /// Formatted once per client connection: it goes into X-Forwarded-For (again on a replay)
+    /// and the access log.
+    private var clientIP: String? { client.remoteIP }
     private let target: [UInt8]
     private let organization: OrganizationRoute
     private let endpoint: Endpoint?

@@ -341,7 +341,7 @@ final class ProxyHandler: HTTPServerHandler {
             context.record(AccessRecord(
                 method: exchange.request.method, target: exchange.request.target, status: problem.status, bytesIn: 0,
                 bytesOut: exchange.bytesOut, duration: .now - exchange.startTime, upstreamDuration: nil, retried: false,
-                client: exchange.remoteAddress?.ipString ?? "-", requestID: requestID, problem: problem.kind, clientGone: false),
+                client: exchange.remoteIP ?? "-", requestID: requestID, problem: problem.kind, clientGone: false),
                 method: exchange.request.method)
         case .success(let (organization, target)):
             ProxyExchange(client: exchange, context: context, settings: settings, requestID: requestID, target: target,

@@ -128,10 +128,12 @@ public final class TLSContext: @unchecked Sendable {
         // Renegotiation is a DoS and complexity source nobody needs for HTTP/1.1 or h2;
         // compression enables CRIME (and is compiled out of most builds anyway).
         SSL_CTX_set_options(ctx, shim_SSL_OP_NO_RENEGOTIATION | shim_SSL_OP_NO_COMPRESSION)
-        // Free the ~34 KB of record buffers while a connection is idle, as nginx does: a proxy
-        // holds many idle keep-alive connections, and the cost (a malloc/free pair of
-        // same-sized blocks per busy period) is small next to the record crypto.
-        _ = shim_SSL_CTX_set_mode(ctx, shim_SSL_MODE_RELEASE_BUFFERS)
+        // A server side (the sandbox, tests) may hold thousands of idle keep-alive connections:
+        // it frees the ~34 KB of record buffers while a connection is idle, as nginx does. A
+        // client side is the proxy's upstream pool, a few dozen connections that are busy
+        // whenever the proxy is: there the release would cost four 16 KB malloc/free pairs per
+        // proxied request (a read and a write buffer each way), so the buffers stay.
+        if !isClient { _ = shim_SSL_CTX_set_mode(ctx, shim_SSL_MODE_RELEASE_BUFFERS) }
         return context
     }
 

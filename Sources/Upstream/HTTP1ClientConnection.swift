@@ -97,11 +97,7 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
         if !outputFlushScheduled {
             // The body may come later (a streamed upload): the head must not wait for it.
             outputFlushScheduled = true
-            loop.execute { [weak self] in
-                guard let self else { return }
-                outputFlushScheduled = false
-                flushOutput()
-            }
+            loop.scheduleAtEndOfTurn(self)
         }
         // The response timeout counts from the end of the request (endRequest); while the
         // body is still being sent, the bound is progress (body stall).
@@ -307,5 +303,13 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
     private func timedOut() {
         guard handler != nil, !readPaused else { return }
         fail(.timedOut(phase: timerPhase))
+    }
+}
+
+extension HTTP1ClientConnection: EndOfTurnWork {
+    /// Held output (a head waiting for its body) leaves at the end of the loop's turn.
+    public func runAtEndOfTurn() {
+        outputFlushScheduled = false
+        flushOutput()
     }
 }

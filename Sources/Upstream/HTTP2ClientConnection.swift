@@ -136,10 +136,7 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
     func scheduleFlush() {
         if receiving || flushScheduled || closed { return }
         flushScheduled = true
-        loop.execute { [self] in
-            flushScheduled = false
-            flush()
-        }
+        loop.scheduleAtEndOfTurn(self)
     }
 
     /// Moves frames from the session to the socket while the socket takes them.
@@ -538,5 +535,13 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
     private func timedOut() {
         guard handler != nil, !paused, !finished else { return }
         fail(.timedOut(phase: timerPhase))
+    }
+}
+
+extension HTTP2ClientConnection: EndOfTurnWork {
+    /// Frames queued during the turn (by many streams, often) leave together at its end.
+    public func runAtEndOfTurn() {
+        flushScheduled = false
+        flush()
     }
 }
