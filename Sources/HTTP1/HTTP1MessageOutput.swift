@@ -13,6 +13,7 @@ public final class HTTP1MessageOutput {
     public static let coalesceLimit = 16 * 1024
 
     private var held: [UInt8] = []
+    private static let initialCapacity = 2048
 
     public init() {}
 
@@ -22,6 +23,9 @@ public final class HTTP1MessageOutput {
     /// Returns how many bytes were added.
     @discardableResult
     public func hold(_ serialise: (inout [UInt8]) -> Void) -> Int {
+        // One allocation for a head and a small body, instead of growing by doubling from the
+        // first line on (an idle connection's buffer is released, so this happens per message).
+        if held.capacity == 0 { held.reserveCapacity(Self.initialCapacity) }
         let before = held.count
         serialise(&held)
         return held.count - before
@@ -31,6 +35,7 @@ public final class HTTP1MessageOutput {
     public func writeBody(_ bytes: UnsafeRawBufferPointer, chunked: Bool, to write: (UnsafeRawBufferPointer) -> Void) {
         guard bytes.count > 0 else { return }
         if chunked {
+            if bytes.count <= Self.coalesceLimit { reserve(bytes.count + 24) }
             HTTP1Serializer.appendChunkHeader(size: bytes.count, to: &held)
             if bytes.count <= Self.coalesceLimit {
                 held.append(contentsOf: bytes)
@@ -44,6 +49,7 @@ public final class HTTP1MessageOutput {
         } else if held.isEmpty {
             write(bytes)
         } else if bytes.count <= Self.coalesceLimit {
+            reserve(bytes.count)
             held.append(contentsOf: bytes)
             flush(to: write)
         } else {
@@ -63,6 +69,11 @@ public final class HTTP1MessageOutput {
             }
         }
         flush(to: write)
+    }
+
+    /// Room for `count` more bytes in one step (appending grows the buffer by doubling).
+    private func reserve(_ count: Int) {
+        if held.capacity - held.count < count { held.reserveCapacity(held.count + count) }
     }
 
     /// Writes what is held.

@@ -395,6 +395,12 @@ extension Array<UInt8> {
 }
 
 extension ArraySlice<UInt8> {
+    /// Whether these bytes equal `lowercasedASCII`, ignoring ASCII case (a list token against
+    /// a known one); allocates nothing.
+    public func hasName(_ lowercasedASCII: StaticString) -> Bool {
+        asciiCaseInsensitiveEquals(self, lowercasedASCII)
+    }
+
     /// Whether these bytes equal `other`, ignoring ASCII case (e.g. a token of a
     /// `Connection` header against a field name).
     public func hasName(_ other: [UInt8]) -> Bool {

@@ -304,10 +304,10 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
         } else {
             exchange.responseFraming = .close
         }
-        let keepAlive = !closeAfterResponse && request.keepAlive && exchange.responseFraming != .close && !head.headers.connectionTokens().contains("close")
+        let keepAlive = !closeAfterResponse && request.keepAlive && exchange.responseFraming != .close && !head.headers.connectionHas("close")
         if !keepAlive {
             closeAfterResponse = true
-            if !head.headers.connectionTokens().contains("close") { head.headers.add("Connection", "close") }
+            if !head.headers.connectionHas("close") { head.headers.add("Connection", "close") }
         } else if request.version == .http1_0 {
             head.headers.add("Connection", "keep-alive")
         }

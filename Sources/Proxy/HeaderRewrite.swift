@@ -44,10 +44,15 @@ public enum HeaderRewrite {
 
     /// The fields a `Connection` header names (RFC 9110 §7.6.1): hop-by-hop as well.
     /// Empty (and no allocation) when there is no `Connection` header, the common case.
+    /// `close` and `keep-alive` (nearly every `Connection` header) name no field the proxy
+    /// would forward anyway, so they are not listed.
     static func connectionNamed(_ headers: HTTPHeaders) -> [ArraySlice<UInt8>] {
         var named: [ArraySlice<UInt8>] = []
         for field in headers.fields where field.name.count == 10 && field.name.hasName("connection") {
-            forEachListElement(field.value) { named.append($0) }
+            forEachListElement(field.value) { token in
+                if token.hasName("close" as StaticString) || token.hasName("keep-alive" as StaticString) { return }
+                named.append(token)
+            }
         }
         return named
     }
@@ -80,6 +85,14 @@ public enum HeaderRewrite {
 
     private static let forwardedProtoHTTP = HTTPField("X-Forwarded-Proto", "http")
     private static let transferEncodingChunked = HTTPField("Transfer-Encoding", "chunked")
+    private static let forwardedForName = Array("X-Forwarded-For".utf8)
+    private static let requestIDName = Array("X-Request-Id".utf8)
+
+    /// `X-Request-Id: <id>`, built once per request: it goes upstream (again on a replay) and
+    /// back to the client.
+    public static func requestIDField(_ requestID: String) -> HTTPField {
+        HTTPField(name: requestIDName, value: HTTPField("", requestID).value)
+    }
 
     /// Builds the upstream request head from the client's, in one pass over its fields.
     ///
@@ -87,7 +100,7 @@ public enum HeaderRewrite {
     /// `Connection: Authorization` from a client cannot strip the proxy's own header.
     public static func upstreamRequest(
         from request: HTTPRequestHead, target: [UInt8], injected: Injected,
-        clientIP: String?, requestID: String, forwardedChunked: Bool
+        clientIP: String?, requestID: HTTPField, forwardedChunked: Bool
     ) -> HTTPRequestHead {
         let named = connectionNamed(request.headers)
         var fields: [HTTPField] = []
@@ -113,9 +126,9 @@ public enum HeaderRewrite {
             if !forwardedFor.isEmpty { forwardedFor.append(contentsOf: ", ".utf8) }
             forwardedFor.append(contentsOf: clientIP.utf8)
         }
-        if !forwardedFor.isEmpty { fields.append(HTTPField(name: Array("X-Forwarded-For".utf8), value: forwardedFor)) }
+        if !forwardedFor.isEmpty { fields.append(HTTPField(name: forwardedForName, value: forwardedFor)) }
         fields.append(forwardedProtoHTTP)
-        fields.append(HTTPField("X-Request-Id", requestID))
+        fields.append(requestID)
         if forwardedChunked { fields.append(transferEncodingChunked) }
         fields.append(injected.authorization)
         fields.append(injected.apiKey)
@@ -124,7 +137,7 @@ public enum HeaderRewrite {
 
     /// Builds the client response head from the upstream's: hop-by-hop fields removed; the
     /// length is kept (the server connection re-frames the body when there is none).
-    public static func clientResponse(from response: HTTPResponseHead, requestID: String) -> HTTPResponseHead {
+    public static func clientResponse(from response: HTTPResponseHead, requestID: HTTPField) -> HTTPResponseHead {
         let named = connectionNamed(response.headers)
         var fields: [HTTPField] = []
         fields.reserveCapacity(response.headers.count + 1)
@@ -134,8 +147,11 @@ public enum HeaderRewrite {
             if field.name.count == 12 && field.name.hasName("x-request-id") { hasRequestID = true }
             fields.append(field)
         }
-        if !hasRequestID { fields.append(HTTPField("X-Request-Id", requestID)) }
-        return HTTPResponseHead(status: response.status, reason: response.reasonString, version: .http1_1, headers: HTTPHeaders(fields: fields))
+        if !hasRequestID { fields.append(requestID) }
+        var head = response
+        head.version = .http1_1
+        head.headers = HTTPHeaders(fields: fields)
+        return head
     }
 
     /// A trailer section from the API on its way to the client (HTTP/2 responses; RFC 9110

@@ -25,6 +25,7 @@ final class ProxyExchange: UpstreamResponseHandler {
     /// Read once, so a reload never changes a request half-way.
     private let settings: ProxySettings
     let requestID: String
+    private let requestIDField: HTTPField
     /// Formatted once per client connection: it goes into X-Forwarded-For (again on a replay)
     /// and the access log.
     private var clientIP: String? { client.remoteIP }
@@ -77,6 +78,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         self.pool = context.pools.pool(for: client.loop)
         self.settings = settings
         self.requestID = requestID
+        requestIDField = HeaderRewrite.requestIDField(requestID)
         self.target = target
         self.organization = organization
         endpoint = settings.limiter?.endpoint(method: client.request.method, path: target)
@@ -232,7 +234,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         let head = HeaderRewrite.upstreamRequest(
             from: client.request, target: target,
             injected: .init(host: context.upstreamHostField, authorization: token.authorizationField, apiKey: organization.apiKeyField),
-            clientIP: clientIP, requestID: requestID, forwardedChunked: forwardChunked)
+            clientIP: clientIP, requestID: requestIDField, forwardedChunked: forwardChunked)
         bodyBytesWritten = 0
         upstream.sendRequest(head, handler: self)
         writePendingBody()
@@ -319,7 +321,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             }
         }
         state = .relaying
-        client.writeHead(HeaderRewrite.clientResponse(from: head, requestID: requestID))
+        client.writeHead(HeaderRewrite.clientResponse(from: head, requestID: requestIDField))
     }
 
     func upstreamResponseBody(_ bytes: UnsafeRawBufferPointer) {

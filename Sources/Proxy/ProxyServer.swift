@@ -61,12 +61,13 @@ final class ProxyContext: Sendable {
     }
 }
 
-/// The few settings the pipeline reads per request.
-struct ProxySettings: Sendable {
+/// The few settings the pipeline reads per request. A class, immutable: every exchange takes
+/// the current one with a single retain (a reload replaces it as a whole).
+final class ProxySettings: Sendable {
     /// The API key per organisation.
     let organizations: OrganizationTable
-    var retryBodyLimit: Int
-    var access: AccessPolicy
+    let retryBodyLimit: Int
+    let access: AccessPolicy
     /// This replica's own buckets, at `1 / rate_limit.replicas` of each limit; nil when
     /// `rate_limit.enabled` is false. With a shared store, used while the store is down.
     let limiter: RateLimiter?

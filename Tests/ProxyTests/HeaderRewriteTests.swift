@@ -9,7 +9,7 @@ import Testing
             host: HTTPField("Host", "api.example"), authorization: HTTPField("Authorization", "Bearer T0KEN"), apiKey: HTTPField("X-Api-Key", "K3Y"))
         return HeaderRewrite.upstreamRequest(
             from: request, target: request.target, injected: injected,
-            clientIP: "192.0.2.7", requestID: "rid", forwardedChunked: false)
+            clientIP: "192.0.2.7", requestID: HeaderRewrite.requestIDField("rid"), forwardedChunked: false)
     }
 
     @Test func injectsCredentialsAndReplacesTheClients() {
@@ -83,7 +83,7 @@ import Testing
     @Test func responseLosesHopByHopFields() {
         var headers = HTTPHeaders([("Connection", "close, X-Upstream-Private"), ("X-Upstream-Private", "1"), ("Content-Type", "application/json"), ("Transfer-Encoding", "chunked")])
         headers.add("Keep-Alive", "timeout=5")
-        let head = HeaderRewrite.clientResponse(from: HTTPResponseHead(status: 200, headers: headers), requestID: "rid")
+        let head = HeaderRewrite.clientResponse(from: HTTPResponseHead(status: 200, headers: headers), requestID: HeaderRewrite.requestIDField("rid"))
         #expect(!head.headers.contains("connection"))
         #expect(!head.headers.contains("x-upstream-private"))
         #expect(!head.headers.contains("transfer-encoding"))
