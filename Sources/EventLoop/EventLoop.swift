@@ -115,12 +115,13 @@ public final class EventLoop: @unchecked Sendable {
         #else
         self.epollSource = DispatchSource.makeReadSource(fileDescriptor: epollDescriptor, queue: queue)
         queue.setSpecific(key: queueKey, value: ObjectIdentifier(self))
-        epollSource.setEventHandler { [weak self] in self?.drainEvents() }
+        // Unowned (no side table for the loop, see LoopTimer): deinit cancels the source.
+        epollSource.setEventHandler { [unowned self] in drainEvents() }
         // The descriptor closes only after libdispatch has let go of it.
         epollSource.setCancelHandler { Glibc.close(epollDescriptor) }
         epollSource.activate()
         #endif
-        tick.setEventHandler { [weak self] in self?.fireDueTimers() }
+        tick.setEventHandler { [unowned self] in fireDueTimers() }
         tick.schedule(deadline: .distantFuture, repeating: .never)
         tick.activate()
     }

@@ -85,7 +85,7 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
         self.settings = settings
         self.onClose = onClose
         self.parser = HTTP1RequestParser(limits: settings.limits)
-        readTimer = LoopTimer(loop: loop) { [weak self] in self?.readTimerFired() }
+        readTimer = LoopTimer(loop: loop) { [unowned self] in readTimerFired() }
     }
 
     public func start() {
@@ -350,7 +350,7 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
     private func writeRaw(_ bytes: UnsafeRawBufferPointer) {
         stream.write(bytes)
         if stream.pendingWriteBytes > 0 {
-            let timer = writeTimer ?? LoopTimer(loop: loop) { [weak self] in self?.writeStalled() }
+            let timer = writeTimer ?? LoopTimer(loop: loop) { [unowned self] in writeStalled() }
             writeTimer = timer
             if !timer.isArmed { timer.schedule(after: settings.bodyStallTimeout) }
         }

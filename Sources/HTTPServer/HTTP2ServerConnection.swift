@@ -42,8 +42,8 @@ final class HTTP2ServerConnection: ByteStreamDelegate, ExchangeTransport, HTTP2S
         http2.maxTargetBytes = settings.limits.maxTargetBytes
         session = HTTP2Session(role: .server, settings: http2, delegate: self)
         output.reserveCapacity(64 * 1024)
-        idleTimer = LoopTimer(loop: loop) { [weak self] in self?.idleTimerFired() }
-        writeTimer = LoopTimer(loop: loop) { [weak self] in self?.writeStalled() }
+        idleTimer = LoopTimer(loop: loop) { [unowned self] in idleTimerFired() }
+        writeTimer = LoopTimer(loop: loop) { [unowned self] in writeStalled() }
     }
 
     /// Takes over a started stream whose first bytes (the preface, at least) were already read.

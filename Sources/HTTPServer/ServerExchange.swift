@@ -34,8 +34,10 @@ public final class ServerExchange: @unchecked Sendable {
     public private(set) var bytesIn = 0
     public private(set) var bytesOut = 0
 
-    /// The connection carrying the exchange (HTTP/1.1 or HTTP/2); nil once it is over.
-    weak var transport: (any ExchangeTransport)?
+    /// The connection carrying the exchange (HTTP/1.1 or HTTP/2); nil once it is over. Strong:
+    /// the connection clears it when the exchange completes or the connection closes (a weak
+    /// reference would give every connection a side table, and every retain of it the slow path).
+    var transport: (any ExchangeTransport)?
     /// HTTP/2 only: the stream, and whether the response carries no body (HEAD, 204, 304).
     let streamID: Int32
     var noResponseBody = false

@@ -189,7 +189,9 @@ public final class TLSStream: ByteStream, ByteStreamDelegate, @unchecked Sendabl
                 notifyClosed(nil)
                 return
             }
-            if result.count == 0 || result.progress == .wantRead && result.count == 0 { return }
+            // `wantRead`: OpenSSL has used up the ciphertext it was given; asking again before
+            // more arrives would only fail (one SSL_read per record, not two).
+            if result.count == 0 || result.progress == .wantRead { return }
         }
     }
 

@@ -68,7 +68,7 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
         self.loop = stream.loop
         self.timeouts = timeouts
         self.parser = HTTP1ResponseParser(limits: limits)
-        timer = LoopTimer(loop: loop) { [weak self] in self?.timedOut() }
+        timer = LoopTimer(loop: loop) { [unowned self] in timedOut() }
         stream.delegate = self
         stream.start()
     }
