@@ -118,12 +118,15 @@ public enum HTTP1Serializer {
         }
 
         mutating func writeFields(_ headers: HTTPHeaders) {
-            for field in headers.fields {
-                write(field.name)
-                write(ASCII.colon)
-                write(ASCII.sp)
-                write(field.value)
-                writeCRLF()
+            // Borrowed in place (a `for field in` loop would retain and release both arrays).
+            headers.fields.withUnsafeBufferPointer { fields in
+                for index in fields.indices {
+                    write(fields[index].name)
+                    write(ASCII.colon)
+                    write(ASCII.sp)
+                    write(fields[index].value)
+                    writeCRLF()
+                }
             }
             writeCRLF()
         }

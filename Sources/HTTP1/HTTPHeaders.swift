@@ -21,7 +21,8 @@ public struct HTTPField: Sendable, Equatable {
     /// Compares the name with `lowercasedASCII` ignoring ASCII case, without allocating.
     /// (Either side may in fact use any case.)
     public func hasName(_ lowercasedASCII: String) -> Bool {
-        asciiCaseInsensitiveEquals(name, lowercasedASCII)
+        var other = lowercasedASCII
+        return other.withUTF8 { equalsIgnoringASCIICase(name, $0) }
     }
 
     public var nameString: String { String(decoding: name, as: UTF8.self) }
@@ -67,9 +68,22 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
     public var count: Int { fields.count }
     public var isEmpty: Bool { fields.isEmpty }
 
+    /// The index of the first field named `name` (ASCII case ignored). Fields are borrowed in
+    /// place: iterating `fields` would copy each one (two retains and two releases), and
+    /// lookups run several times for every message.
+    public func firstIndex(named name: String) -> Int? {
+        var name = name
+        return name.withUTF8 { target in
+            fields.withUnsafeBufferPointer { buffer in
+                for index in buffer.indices where equalsIgnoringASCIICase(buffer[index].name, target) { return index }
+                return nil
+            }
+        }
+    }
+
     /// The value of the first field named `name`.
     public func first(_ name: String) -> [UInt8]? {
-        fields.first { $0.hasName(name) }?.value
+        firstIndex(named: name).map { fields[$0].value }
     }
 
     public func firstString(_ name: String) -> String? {
@@ -82,7 +96,7 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
     }
 
     public func contains(_ name: String) -> Bool {
-        fields.contains { $0.hasName(name) }
+        firstIndex(named: name) != nil
     }
 
     public mutating func add(_ name: String, _ value: String) {
@@ -95,13 +109,14 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
 
     /// Removes every field named `name`.
     public mutating func remove(_ name: String) {
+        guard firstIndex(named: name) != nil else { return }   // the usual case: no copy, no write
         fields.removeAll { $0.hasName(name) }
     }
 
     /// Sets the first field named `name` to `value` (keeping its position) and removes any
     /// later ones; appends the field when there is none.
     public mutating func replaceOrAdd(_ name: String, _ value: String) {
-        guard let index = fields.firstIndex(where: { $0.hasName(name) }) else {
+        guard let index = firstIndex(named: name) else {
             add(name, value)
             return
         }
@@ -130,14 +145,16 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
 
     /// Whether a Connection header lists `token` (lowercase ASCII), without allocating.
     public func connectionHas(_ token: StaticString) -> Bool {
-        for field in fields where field.hasName("connection") {
-            var found = false
-            forEachListElement(field.value) { element in
-                if !found && asciiCaseInsensitiveEquals(element, token) { found = true }
+        fields.withUnsafeBufferPointer { buffer in
+            for index in buffer.indices where buffer[index].name.count == 10 && buffer[index].name.hasName("connection") {
+                var found = false
+                forEachListElement(buffer[index].value) { element in
+                    if !found && asciiCaseInsensitiveEquals(element, token) { found = true }
+                }
+                if found { return true }
             }
-            if found { return true }
+            return false
         }
-        return false
     }
 }
 
@@ -154,5 +171,15 @@ public func forEachListElement(_ value: [UInt8], _ body: (ArraySlice<UInt8>) -> 
         while high > low && isOWS(value[high - 1]) { high -= 1 }
         if low < high { body(value[low..<high]) }
         start = end + 1
+    }
+}
+
+/// ASCII case-insensitive equality of a field name and the UTF-8 of a name, in place.
+@inline(__always)
+func equalsIgnoringASCIICase(_ bytes: [UInt8], _ other: UnsafeBufferPointer<UInt8>) -> Bool {
+    guard bytes.count == other.count else { return false }
+    return bytes.withUnsafeBufferPointer { mine in
+        for index in 0..<mine.count where asciiLowercased(mine[index]) != asciiLowercased(other[index]) { return false }
+        return true
     }
 }

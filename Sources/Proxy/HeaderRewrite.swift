@@ -48,8 +48,8 @@ public enum HeaderRewrite {
     /// would forward anyway, so they are not listed.
     static func connectionNamed(_ headers: HTTPHeaders) -> [ArraySlice<UInt8>] {
         var named: [ArraySlice<UInt8>] = []
-        for field in headers.fields where field.name.count == 10 && field.name.hasName("connection") {
-            forEachListElement(field.value) { token in
+        for index in headers.fields.indices where headers.fields[index].name.count == 10 && headers.fields[index].name.hasName("connection") {
+            forEachListElement(headers.fields[index].value) { token in
                 if token.hasName("close" as StaticString) || token.hasName("keep-alive" as StaticString) { return }
                 named.append(token)
             }
@@ -107,17 +107,20 @@ public enum HeaderRewrite {
         fields.reserveCapacity(request.headers.count + 6)
         fields.append(injected.host)
         var forwardedFor: [UInt8] = []
-        for field in request.headers.fields {
-            switch requestDisposition(field.name) {
-            case .drop:
-                continue
-            case .forwardedFor:
-                // Several lines are one comma-separated list (RFC 9110 §5.3).
-                if !forwardedFor.isEmpty { forwardedFor.append(contentsOf: ", ".utf8) }
-                forwardedFor.append(contentsOf: field.value)
-            case .keep:
-                if !named.isEmpty && isNamed(field.name, in: named) { continue }
-                fields.append(field)
+        // Borrowed in place: only the fields kept are retained (once, by `fields`).
+        request.headers.fields.withUnsafeBufferPointer { given in
+            for index in given.indices {
+                switch requestDisposition(given[index].name) {
+                case .drop:
+                    continue
+                case .forwardedFor:
+                    // Several lines are one comma-separated list (RFC 9110 §5.3).
+                    if !forwardedFor.isEmpty { forwardedFor.append(contentsOf: ", ".utf8) }
+                    forwardedFor.append(contentsOf: given[index].value)
+                case .keep:
+                    if !named.isEmpty && isNamed(given[index].name, in: named) { continue }
+                    fields.append(given[index])
+                }
             }
         }
         // RFC 7239's de-facto predecessors: append the client to X-Forwarded-For, name the
@@ -142,10 +145,13 @@ public enum HeaderRewrite {
         var fields: [HTTPField] = []
         fields.reserveCapacity(response.headers.count + 1)
         var hasRequestID = false
-        for field in response.headers.fields {
-            if isHopByHop(field.name) || (!named.isEmpty && isNamed(field.name, in: named)) { continue }
-            if field.name.count == 12 && field.name.hasName("x-request-id") { hasRequestID = true }
-            fields.append(field)
+        response.headers.fields.withUnsafeBufferPointer { given in
+            for index in given.indices {
+                let name = given[index].name
+                if isHopByHop(name) || (!named.isEmpty && isNamed(name, in: named)) { continue }
+                if name.count == 12 && name.hasName("x-request-id") { hasRequestID = true }
+                fields.append(given[index])
+            }
         }
         if !hasRequestID { fields.append(requestID) }
         var head = response

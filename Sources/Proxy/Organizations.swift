@@ -5,7 +5,8 @@ import RateLimit
 import Synchronization
 
 /// The organisation a request acts for, and the key it is sent with.
-struct OrganizationRoute: Sendable {
+/// A class (immutable): each request holds its route with one retain.
+final class OrganizationRoute: Sendable {
     /// The configured name; `OrganizationRoute.defaultName` for the top-level `api_key`.
     let name: String
     let apiKey: String
