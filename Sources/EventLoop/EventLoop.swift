@@ -115,13 +115,14 @@ public final class EventLoop: @unchecked Sendable {
         #else
         self.epollSource = DispatchSource.makeReadSource(fileDescriptor: epollDescriptor, queue: queue)
         queue.setSpecific(key: queueKey, value: ObjectIdentifier(self))
-        // Unowned (no side table for the loop, see LoopTimer): deinit cancels the source.
-        epollSource.setEventHandler { [unowned self] in drainEvents() }
+        // Weak: a handler may already be on its way when the last reference goes (deinit cancels
+        // the source, but cannot stop an invocation that started on another thread).
+        epollSource.setEventHandler { [weak self] in self?.drainEvents() }
         // The descriptor closes only after libdispatch has let go of it.
         epollSource.setCancelHandler { Glibc.close(epollDescriptor) }
         epollSource.activate()
         #endif
-        tick.setEventHandler { [unowned self] in fireDueTimers() }
+        tick.setEventHandler { [weak self] in self?.fireDueTimers() }
         tick.schedule(deadline: .distantFuture, repeating: .never)
         tick.activate()
     }

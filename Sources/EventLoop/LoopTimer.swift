@@ -15,10 +15,7 @@ import Dispatch
 /// a timer left armed does not keep a loop (and all the loop's timers) alive, and
 /// cancelling drops the handler, so a handler that captures the timer's owner leaves no cycle.
 public final class LoopTimer: @unchecked Sendable {
-    /// Unowned, not weak: a weak reference would give the loop a side table, and every retain of
-    /// the loop (many per request) the slow path. Loops outlive their connections and timers;
-    /// a loop that goes away tells its armed timers (`loopGone`), which never touch it again.
-    private unowned let loop: EventLoop
+    private weak var loop: EventLoop?
     private var handler: (() -> Void)?
     /// Nanoseconds of the loop's clock; meaningful while armed.
     var deadline: UInt64 = 0
@@ -59,7 +56,7 @@ public final class LoopTimer: @unchecked Sendable {
     /// `schedule(after:)` for callers that keep their timeouts as integer nanoseconds
     /// (no `Duration` arithmetic on the request path).
     public func schedule(afterNanoseconds offset: UInt64) {
-        guard !cancelled else { return }
+        guard !cancelled, let loop else { return }
         deadline = loop.clock.nanoseconds &+ min(offset, UInt64.max / 2)
         if !isArmed {
             isArmed = true
@@ -71,7 +68,7 @@ public final class LoopTimer: @unchecked Sendable {
     public func disarm() {
         guard isArmed else { return }
         isArmed = false
-        loop.disarm(self)
+        loop?.disarm(self)
     }
 
     /// Ends the timer for good, and lets go of the handler.

@@ -89,9 +89,12 @@ public enum HeaderRewrite {
     private static let requestIDName = Array("X-Request-Id".utf8)
 
     /// `X-Request-Id: <id>`, built once per request: it goes upstream (again on a replay) and
-    /// back to the client.
+    /// back to the client. An id is visible ASCII only (`ProxyHandler.requestID`), so it is
+    /// taken as it is; anything else is sanitised as any other value the proxy sets.
     public static func requestIDField(_ requestID: String) -> HTTPField {
-        HTTPField(name: requestIDName, value: HTTPField("", requestID).value)
+        let bytes = Array(requestID.utf8)
+        if bytes.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) { return HTTPField(name: requestIDName, value: bytes) }
+        return HTTPField(name: requestIDName, value: HTTPField("", requestID).value)
     }
 
     /// Builds the upstream request head from the client's, in one pass over its fields.

@@ -15,7 +15,8 @@ public enum TLSProgress: Equatable, Sendable {
     case closed
 }
 
-/// One TLS connection over a pair of memory BIOs: OpenSSL never touches a socket. The caller
+/// One TLS connection over in-memory buffers (a record BIO, see COpenSSL's shim): OpenSSL
+/// never touches a socket. The caller
 /// feeds bytes received from the network with `feedCiphertext`, calls `handshake()` /
 /// `readPlaintext` / `writePlaintext`, and after *every* one of those calls sends whatever
 /// `drainCiphertext` yields (a read can produce output too: alerts, key updates).
@@ -29,10 +30,9 @@ public final class TLSEngine: @unchecked Sendable {
     public let serverName: String?
 
     private let ssl: OpaquePointer
-    /// Network → OpenSSL.
-    private let readBIO: OpaquePointer
-    /// OpenSSL → network.
-    private let writeBIO: OpaquePointer
+    /// Both directions: network → OpenSSL and OpenSSL → network.
+    private let bio: OpaquePointer
+    private let buffers: UnsafeMutablePointer<shim_record_buffers>
     private var handshakeDone = false
     /// An error found while plaintext had already been appended, reported by the next call.
     private var pendingError: TLSError?
@@ -46,7 +46,7 @@ public final class TLSEngine: @unchecked Sendable {
             throw TLSError.fromErrorQueue("creating a TLS connection")
         }
         do {
-            try Self.attachMemoryBIOs(ssl)
+            try Self.attachRecordBIO(ssl, releaseWhenEmpty: !context.isClient)
             if context.isClient {
                 try Self.configureClient(ssl, serverName: serverName)
             } else {
@@ -59,26 +59,26 @@ public final class TLSEngine: @unchecked Sendable {
         self.context = context
         self.serverName = serverName
         self.ssl = ssl
-        self.readBIO = SSL_get_rbio(ssl)
-        self.writeBIO = SSL_get_wbio(ssl)
+        self.bio = SSL_get_rbio(ssl)
+        self.buffers = shim_record_bio_buffers(bio)
     }
 
     deinit {
         SSL_free(ssl)   // frees both BIOs too
     }
 
-    private static func attachMemoryBIOs(_ ssl: OpaquePointer) throws {
-        guard let readBIO = BIO_new(BIO_s_mem()) else {
-            throw TLSError.fromErrorQueue("creating a memory BIO")
+    /// Made once for the process (never changed after: shared by every thread).
+    private nonisolated(unsafe) static let recordBIOMethod: OpaquePointer? = shim_record_bio_method_new()
+
+    /// One record BIO for both directions. A server side (thousands of idle connections, in
+    /// the sandbox) frees its buffers whenever they empty; a client side (the proxy's upstream
+    /// pool, busy whenever the proxy is) keeps them.
+    private static func attachRecordBIO(_ ssl: OpaquePointer, releaseWhenEmpty: Bool) throws {
+        guard let method = recordBIOMethod, let bio = BIO_new(method) else {
+            throw TLSError.fromErrorQueue("creating the TLS record buffers")
         }
-        guard let writeBIO = BIO_new(BIO_s_mem()) else {
-            BIO_free(readBIO)
-            throw TLSError.fromErrorQueue("creating a memory BIO")
-        }
-        // An empty read BIO means "no bytes yet" (WANT_READ), never end of stream.
-        _ = shim_BIO_set_mem_eof_return(readBIO, -1)
-        _ = shim_BIO_set_mem_eof_return(writeBIO, -1)
-        SSL_set_bio(ssl, readBIO, writeBIO)   // the SSL owns them now
+        shim_record_bio_buffers(bio).pointee.release_when_empty = releaseWhenEmpty ? 1 : 0
+        SSL_set_bio(ssl, bio, bio)   // one reference, owned by the SSL from here on
     }
 
     private static func configureClient(_ ssl: OpaquePointer, serverName: String?) throws {
@@ -117,39 +117,31 @@ public final class TLSEngine: @unchecked Sendable {
 
     // MARK: Ciphertext in and out
 
-    /// Bytes received from the peer. They are copied into the read BIO; nothing is
-    /// processed until the next `handshake()` or `readPlaintext`.
+    /// Bytes received from the peer. They are copied into the engine's input buffer; nothing
+    /// is processed until the next `handshake()` or `readPlaintext`.
     public func feedCiphertext(_ bytes: UnsafeRawBufferPointer) {
-        guard var pointer = bytes.baseAddress else { return }
-        var remaining = bytes.count
-        while remaining > 0 {
-            let written = BIO_write(readBIO, pointer, Int32(clamping: remaining))
-            guard written > 0 else {
-                // A memory BIO only fails to grow when malloc fails.
-                pendingError = pendingError ?? TLSError("out of memory buffering TLS input")
-                return
-            }
-            pointer += Int(written)
-            remaining -= Int(written)
+        guard let pointer = bytes.baseAddress, bytes.count > 0 else { return }
+        if shim_record_bio_feed(bio, pointer, bytes.count) == 0 {
+            pendingError = pendingError ?? TLSError("out of memory buffering TLS input")
         }
     }
 
     public var hasPendingCiphertext: Bool {
-        BIO_ctrl_pending(writeBIO) > 0
+        buffers.pointee.out_length > 0
     }
 
-    /// Appends all pending ciphertext to `buffer`, copying once, straight from the write BIO
-    /// into the array's spare capacity. Reuse one buffer (`removeAll(keepingCapacity: true)`)
-    /// to avoid allocating per flush.
+    /// Hands the pending ciphertext to `send` in place (no copy), then drops it. `send` must
+    /// not call back into the engine.
+    public func sendPendingCiphertext(_ send: (UnsafeRawBufferPointer) -> Void) {
+        let count = buffers.pointee.out_length
+        guard count > 0 else { return }
+        send(UnsafeRawBufferPointer(start: buffers.pointee.out, count: count))
+        shim_record_bio_consume_output(bio, count)
+    }
+
+    /// Appends all pending ciphertext to `buffer` and drops it from the engine.
     public func drainCiphertext(into buffer: inout [UInt8]) {
-        while true {
-            let pending = Int(BIO_ctrl_pending(writeBIO))
-            guard pending > 0 else { return }
-            let read = appendUninitialized(to: &buffer, count: min(pending, Int(Int32.max))) { space in
-                Int(max(0, BIO_read(writeBIO, space.baseAddress, Int32(space.count))))
-            }
-            guard read > 0 else { return }
-        }
+        sendPendingCiphertext { buffer.append(contentsOf: $0) }
     }
 
     // MARK: Handshake

@@ -15,7 +15,6 @@ public final class TLSStream: ByteStream, ByteStreamDelegate, @unchecked Sendabl
     private let inner: ByteStream
     private let engine: TLSEngine
     private var state = State.handshaking
-    private var ciphertextOut: [UInt8] = []
     private var plaintextIn: [UInt8] = []
     /// Plaintext written before the handshake finished.
     private var pendingPlaintext: [UInt8] = []
@@ -197,9 +196,10 @@ public final class TLSStream: ByteStream, ByteStreamDelegate, @unchecked Sendabl
 
     private func flushCiphertext() {
         guard engine.hasPendingCiphertext else { return }
-        ciphertextOut.removeAll(keepingCapacity: true)
-        engine.drainCiphertext(into: &ciphertextOut)
-        ciphertextOut.withUnsafeBytes { inner.write($0) }
+        // Sent in place: the socket copies only what it cannot send at once. A failing send
+        // closes this stream (state `.closed`) before anything could write to the engine
+        // again, so its buffer does not change while it is being sent.
+        engine.sendPendingCiphertext { inner.write($0) }
     }
 
     private func fail(_ error: Error) {
