@@ -106,6 +106,9 @@ public final class HTTP2Session {
     let settings: HTTP2Settings
     var session: OpaquePointer!
     var streams: [Int32: StreamState] = [:]
+    /// The stream `stream(_:)` found last (0: none; stream 0 is the connection).
+    private var lastID: Int32 = 0
+    private var lastState: StreamState?
     var writable: [Int32] = []
 
     final class StreamState {
@@ -124,16 +127,63 @@ public final class HTTP2Session {
         var queued: Int { out.count - outOffset }
     }
 
-    /// The fields of a head as they arrive.
-    final class HeadBuilder {
+    /// The fields of a head as they arrive (kept in the stream's state: no object per head).
+    struct HeadBuilder {
         var method: [UInt8]?
         var path: [UInt8]?
         var authority: [UInt8]?
-        var status: [UInt8]?
+        /// Client: the `:status` value; -1 when it is not a number.
+        var status: Int?
         var fields: [HTTPField] = []
         var cookies: [[UInt8]] = []
         var listSize = 0
         var failure: HTTP1ParseError?
+
+        /// Takes one field of the head, applying the session's limits.
+        mutating func add(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>, settings: HTTP2Settings) {
+            // RFC 9113 §6.5.2: the size of a field is its name and value plus 32.
+            listSize += name.count + value.count + 32
+            if failure != nil { return }
+            if listSize > settings.maxHeaderListSize {
+                failure = .init(status: 431, code: "header-too-large", message: "The request head is larger than allowed.")
+                return
+            }
+            if name.first == UInt8(ascii: ":") {
+                switch name.count {
+                case 5 where name.elementsEqual(":path".utf8):
+                    if value.count > settings.maxTargetBytes {
+                        failure = .init(status: 414, code: "target-too-long", message: "The request target is longer than allowed.")
+                    }
+                    path = Array(value)
+                case 7 where name.elementsEqual(":method".utf8): method = Array(value)
+                case 7 where name.elementsEqual(":status".utf8): status = HTTP2Session.statusCode(value)
+                case 10 where name.elementsEqual(":authority".utf8): authority = Array(value)
+                default: break   // :scheme, :protocol (checked by nghttp2)
+                }
+                return
+            }
+            if fields.count >= settings.maxHeaders {
+                failure = .init(status: 431, code: "too-many-headers", message: "The request has more header fields than allowed.")
+                return
+            }
+            if name.count == 6, name.elementsEqual("cookie".utf8) {
+                cookies.append(Array(value))
+                return
+            }
+            fields.append(HTTPField(name: knownFieldNames.array(for: name), value: Array(value)))
+        }
+    }
+
+    /// A `:status` value as a number (nghttp2 has checked it is three digits; anything else
+    /// is -1, which no response head is delivered for).
+    static func statusCode(_ value: UnsafeBufferPointer<UInt8>) -> Int {
+        guard (1...9).contains(value.count) else { return -1 }
+        var code = 0
+        for byte in value {
+            guard byte &- 0x30 < 10 else { return -1 }
+            code = code * 10 + Int(byte &- 0x30)
+        }
+        return code
     }
 
     public init(role: Role, settings: HTTP2Settings = HTTP2Settings(), delegate: HTTP2SessionDelegate? = nil) {
@@ -223,10 +273,21 @@ public final class HTTP2Session {
     /// Server: submits the response head; `hasBody` false ends the stream with it. Field names
     /// are sent in lower case; connection-specific fields are dropped (RFC 9113 §8.2.2).
     public func submitResponse(stream id: Int32, status: Int, headers: HTTPHeaders, hasBody: Bool) {
-        let pseudo: [(String, [UInt8])] = [(":status", Array(String(status).utf8))]
-        submitHead(stream: id, pseudo: pseudo, headers: headers, hasBody: hasBody) { nv, count, provider in
+        // Three digits without a String for the usual status; any other keeps its decimal form.
+        let threeDigits = (100...999).contains(status)
+        let digits = threeDigits ? (UInt8(0x30 + status / 100), UInt8(0x30 + status / 10 % 10), UInt8(0x30 + status % 10)) : (0, 0, 0)
+        let decimal = threeDigits ? [] : Array(String(status).utf8)
+        let result = withHeaderList(headers: headers, extraBytes: 3 + decimal.count) { list in
+            if threeDigits {
+                withUnsafeBytes(of: digits) { list.append(":status", $0) }
+            } else {
+                decimal.withUnsafeBytes { list.append(":status", $0) }
+            }
+            return hasBody
+        } submit: { nv, count, provider in
             nghttp2_submit_response(session, id, nv, count, provider)
         }
+        if id > 0, result == 0, hasBody { state(for: id).hasProvider = true }
     }
 
     /// Server: an interim response (1xx), e.g. 100 Continue (RFC 9113 §8.1).
@@ -245,67 +306,93 @@ public final class HTTP2Session {
     /// Returns the stream id, or a negative nghttp2 error.
     @discardableResult
     public func submitRequest(_ head: HTTPRequestHead, scheme: String = "http", authority: String? = nil, hasBody: Bool) -> Int32 {
-        let authority = authority.map { Array($0.utf8) } ?? head.headers.first("host") ?? []
-        let pseudo: [(String, [UInt8])] = [(":method", Array(head.method.utf8)), (":scheme", Array(scheme.utf8)), (":authority", authority), (":path", head.target)]
-        var created: Int32 = -1
-        submitHead(stream: -1, pseudo: pseudo, headers: head.headers, hasBody: hasBody) { nv, count, provider in
-            created = nghttp2_submit_request(session, nil, nv, count, provider, nil)
-            return created
+        var method = head.method
+        var scheme = scheme
+        var authority = authority
+        let host = authority == nil ? head.headers.first("host") ?? [] : []
+        let extra = method.utf8.count + scheme.utf8.count + (authority?.utf8.count ?? host.count) + head.target.count
+        let created = withHeaderList(headers: head.headers, extraBytes: extra) { list in
+            method.withUTF8 { list.append(":method", UnsafeRawBufferPointer($0)) }
+            scheme.withUTF8 { list.append(":scheme", UnsafeRawBufferPointer($0)) }
+            if authority != nil {
+                authority!.withUTF8 { list.append(":authority", UnsafeRawBufferPointer($0)) }
+            } else {
+                host.withUnsafeBytes { list.append(":authority", $0) }
+            }
+            head.target.withUnsafeBytes { list.append(":path", $0) }
+            return hasBody
+        } submit: { nv, count, provider in
+            nghttp2_submit_request(session, nil, nv, count, provider, nil)
         }
         if created > 0 { state(for: created).hasProvider = hasBody }
         return created
     }
 
-    private func submitHead(stream id: Int32, pseudo: [(String, [UInt8])], headers: HTTPHeaders, hasBody: Bool,
-                            submit: (UnsafePointer<nghttp2_nv>, Int, UnsafePointer<nghttp2_data_provider>?) -> Int32) {
-        // One buffer for every name and value; the nv array points into it (nghttp2 copies).
-        var storage: [UInt8] = []
-        var spans: [(Int, Int, Int, Int)] = []
-        for (name, value) in pseudo {
-            let nameStart = storage.count
-            storage.append(contentsOf: name.utf8)
-            let valueStart = storage.count
-            storage.append(contentsOf: value)
-            spans.append((nameStart, name.utf8.count, valueStart, value.count))
+    /// The name/value list of a head for nghttp2 (which copies it, and sends the names in
+    /// lower case): the pseudo-header fields `pseudo` adds, then the fields of `headers` except
+    /// connection-specific ones (RFC 9113 §8.2.2). Names and values are copied once into one
+    /// buffer, which is on the stack for the usual head; nothing per field is allocated.
+    /// `pseudo` returns whether the head has a body (a data provider is passed).
+    private func withHeaderList(headers: HTTPHeaders, extraBytes: Int, pseudo: (inout HeaderList) -> Bool,
+                                submit: (UnsafePointer<nghttp2_nv>, Int, UnsafePointer<nghttp2_data_provider>?) -> Int32) -> Int32 {
+        let fields = headers.fields
+        var bytes = extraBytes + 32   // the pseudo-header names
+        var connectionListed = false
+        for field in fields {
+            bytes += field.name.count + field.value.count
+            if field.name.count == 10, lowercaseEquals(field.name, "connection") { connectionListed = true }
         }
-        let connectionNamed = Set(headers.connectionTokens())
-        for field in headers.fields {
-            let lower = field.name.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }
-            if Self.isConnectionSpecific(lower) {
-                // RFC 9113 §8.2.2: TE may be sent, with "trailers" as its only value.
-                guard role == .client, lower == Self.teName, Self.isTrailersOnly(field.value) else { continue }
-                let nameStart = storage.count
-                storage.append(contentsOf: lower)
-                let valueStart = storage.count
-                storage.append(contentsOf: "trailers".utf8)
-                spans.append((nameStart, lower.count, valueStart, 8))
-                continue
+        // Fields named by Connection are connection-specific too (RFC 9110 §7.6.1); rare.
+        let connectionNamed: [[UInt8]] = connectionListed ? headers.connectionTokens().map { Array($0.utf8) } : []
+        let isClient = role == .client
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(bytes, 1)) { storage in
+            withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: fields.count + 4) { entries in
+                var list = HeaderList(storage: storage.baseAddress!, entries: entries.baseAddress!)
+                let hasBody = pseudo(&list)
+                for field in fields {
+                    let name = field.name
+                    if let special = Self.specialField(name) {
+                        switch special {
+                        case .te:
+                            // RFC 9113 §8.2.2: TE may be sent, with "trailers" as its only value.
+                            guard isClient, Self.isTrailersOnly(field.value) else { continue }
+                            list.append("te", "trailers")
+                            continue
+                        case .host:
+                            if isClient { continue }
+                        case .connectionSpecific:
+                            continue
+                        }
+                    }
+                    if !connectionNamed.isEmpty, connectionNamed.contains(where: { lowercaseEquals(name, $0) }) { continue }
+                    name.withUnsafeBytes { n in field.value.withUnsafeBytes { v in list.append(n, v) } }
+                }
+                if hasBody {
+                    var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: dataSourceRead)
+                    return submit(list.entries, list.count, &provider)
+                }
+                return submit(list.entries, list.count, nil)
             }
-            if !connectionNamed.isEmpty, connectionNamed.contains(String(decoding: lower, as: UTF8.self)) { continue }
-            if role == .client, lower == Self.hostName { continue }
-            let nameStart = storage.count
-            storage.append(contentsOf: lower)
-            let valueStart = storage.count
-            storage.append(contentsOf: field.value)
-            spans.append((nameStart, lower.count, valueStart, field.value.count))
         }
-        storage.append(0)   // never an empty buffer
-        let result: Int32 = storage.withUnsafeMutableBufferPointer { buffer in
-            let base = buffer.baseAddress!
-            var nva = spans.map { span in
-                nghttp2_nv(name: base + span.0, value: base + span.2, namelen: span.1, valuelen: span.3, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
-            }
-            if hasBody {
-                var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: dataSourceRead)
-                return submit(&nva, nva.count, &provider)
-            }
-            return submit(&nva, nva.count, nil)
-        }
-        if id > 0, result == 0, hasBody { state(for: id).hasProvider = true }
     }
 
-    private static let hostName = Array("host".utf8)
-    private static let teName = Array("te".utf8)
+    /// Names `withHeaderList` treats specially.
+    private enum SpecialField { case te, host, connectionSpecific }
+
+    /// RFC 9113 §8.2.2: Connection, Keep-Alive, Proxy-Connection, Transfer-Encoding and
+    /// Upgrade are never sent in HTTP/2; TE only as "trailers". (By length first: most names
+    /// are none of them and cost one comparison.)
+    private static func specialField(_ name: [UInt8]) -> SpecialField? {
+        switch name.count {
+        case 2: return lowercaseEquals(name, "te") ? .te : nil
+        case 4: return lowercaseEquals(name, "host") ? .host : nil
+        case 7: return lowercaseEquals(name, "upgrade") ? .connectionSpecific : nil
+        case 10: return lowercaseEquals(name, "connection") || lowercaseEquals(name, "keep-alive") ? .connectionSpecific : nil
+        case 16: return lowercaseEquals(name, "proxy-connection") ? .connectionSpecific : nil
+        case 17: return lowercaseEquals(name, "transfer-encoding") ? .connectionSpecific : nil
+        default: return nil
+        }
+    }
 
     /// A TE value naming only "trailers" (case-insensitive; list members may carry spaces).
     static func isTrailersOnly(_ value: [UInt8]) -> Bool {
@@ -318,17 +405,9 @@ public final class HTTP2Session {
         }
         return members > 0
     }
-    private static let connectionSpecific: Set<[UInt8]> = Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"].map { Array($0.utf8) })
-
-    /// RFC 9113 §8.2.2: connection-specific fields are never sent in HTTP/2 (TE is allowed
-    /// only as "trailers", which this program never needs to send).
-    static func isConnectionSpecific(_ lowercasedName: [UInt8]) -> Bool {
-        connectionSpecific.contains(lowercasedName)
-    }
-
     /// Queues body bytes for a stream whose head was submitted with `hasBody`.
     public func enqueueData(stream id: Int32, _ bytes: UnsafeRawBufferPointer) {
-        guard let state = streams[id], state.hasProvider, !state.outEnded, bytes.count > 0 else { return }
+        guard let state = stream(id), state.hasProvider, !state.outEnded, bytes.count > 0 else { return }
         state.out.append(contentsOf: bytes)
         if state.queued >= Self.lowWater { state.wantsWritable = true }
         resumeIfDeferred(id, state)
@@ -338,7 +417,7 @@ public final class HTTP2Session {
     /// there are any, follow the body in a HEADERS frame that ends the stream (RFC 9113 §8.1).
     /// Names are sent in lower case; connection-specific fields are dropped.
     public func endData(stream id: Int32, trailers: HTTPHeaders = HTTPHeaders()) {
-        guard let state = streams[id], state.hasProvider, !state.outEnded else { return }
+        guard let state = stream(id), state.hasProvider, !state.outEnded else { return }
         state.outEnded = true
         if !trailers.isEmpty { state.outTrailers = trailers }
         resumeIfDeferred(id, state)
@@ -349,33 +428,31 @@ public final class HTTP2Session {
         flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
         guard let trailers = state.outTrailers else { return }
         state.outTrailers = nil
-        var storage: [UInt8] = []
-        var spans: [(Int, Int, Int, Int)] = []
-        for field in trailers.fields {
-            let lower = field.name.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }
-            if Self.isConnectionSpecific(lower) || lower.first == UInt8(ascii: ":") { continue }
-            let nameStart = storage.count
-            storage.append(contentsOf: lower)
-            let valueStart = storage.count
-            storage.append(contentsOf: field.value)
-            spans.append((nameStart, lower.count, valueStart, field.value.count))
-        }
-        guard !spans.isEmpty else { return }
-        storage.append(0)   // never an empty buffer
+        let fields = trailers.fields
+        var bytes = 0
+        for field in fields { bytes += field.name.count + field.value.count }
         // Submitting the trailers from the read callback is what nghttp2 documents for this.
-        let result: Int32 = storage.withUnsafeMutableBufferPointer { buffer in
-            let base = buffer.baseAddress!
-            var nva = spans.map { span in
-                nghttp2_nv(name: base + span.0, value: base + span.2, namelen: span.1, valuelen: span.3, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+        let result: Int32 = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(bytes, 1)) { storage in
+            withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(fields.count, 1)) { entries in
+                var list = HeaderList(storage: storage.baseAddress!, entries: entries.baseAddress!)
+                for field in fields {
+                    switch Self.specialField(field.name) {
+                    case .te?, .connectionSpecific?: continue
+                    case .host?, nil: break
+                    }
+                    if field.name.first == UInt8(ascii: ":") { continue }
+                    field.name.withUnsafeBytes { n in field.value.withUnsafeBytes { v in list.append(n, v) } }
+                }
+                guard list.count > 0 else { return -1 }
+                return nghttp2_submit_trailer(session, id, list.entries, list.count)
             }
-            return nghttp2_submit_trailer(session, id, &nva, nva.count)
         }
         if result == 0 { flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue }
     }
 
     /// Body bytes queued for a stream and not yet handed to nghttp2.
     public func queuedBytes(stream id: Int32) -> Int {
-        streams[id]?.queued ?? 0
+        stream(id)?.queued ?? 0
     }
 
     private func resumeIfDeferred(_ id: Int32, _ state: StreamState) {
@@ -444,9 +521,23 @@ public final class HTTP2Session {
     /// The stream's state, created on first use. (A class: `streams[id, default:]` would
     /// hand out a fresh object without storing it.)
     private func state(for id: Int32) -> StreamState {
-        if let state = streams[id] { return state }
+        if let state = stream(id) { return state }
         let state = StreamState()
         streams[id] = state
+        lastID = id
+        lastState = state
+        return state
+    }
+
+    /// The stream's state, if it is open. The callbacks of one frame (a field each), and the
+    /// frames of one response, ask for the same stream many times in a row: the last one found
+    /// is kept, so most lookups hash nothing.
+    @inline(__always)
+    private func stream(_ id: Int32) -> StreamState? {
+        if id == lastID, let lastState { return lastState }
+        guard let state = streams[id] else { return nil }
+        lastID = id
+        lastState = state
         return state
     }
 
@@ -457,7 +548,7 @@ public final class HTTP2Session {
         let category = frame.pointee.headers.cat
         if category == NGHTTP2_HCAT_REQUEST || category == NGHTTP2_HCAT_RESPONSE {
             state(for: id).head = HeadBuilder()
-        } else if category == NGHTTP2_HCAT_HEADERS, role == .client, let state = streams[id] {
+        } else if category == NGHTTP2_HCAT_HEADERS, role == .client, let state = stream(id) {
             if state.responseDelivered {
                 state.trailers = []   // trailers after the final response
             } else if state.head?.status == nil {
@@ -468,45 +559,15 @@ public final class HTTP2Session {
     }
 
     func header(_ frame: UnsafePointer<nghttp2_frame>, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Int32 {
-        guard let state = streams[frame.pointee.hd.stream_id] else { return 0 }
-        guard let builder = state.head else {
+        guard let state = stream(frame.pointee.hd.stream_id) else { return 0 }
+        guard state.head != nil else {
             // Client: a trailer section; pseudo-header fields are not allowed there (nghttp2 checks).
-            if role == .client, state.responseDelivered, var trailers = state.trailers {
-                if trailers.count < settings.maxHeaders { trailers.append(HTTPField(name: Array(name), value: Array(value))) }
-                state.trailers = trailers
+            if role == .client, state.responseDelivered, state.trailers != nil, state.trailers!.count < settings.maxHeaders {
+                state.trailers!.append(HTTPField(name: knownFieldNames.array(for: name), value: Array(value)))
             }
             return 0
         }
-        // RFC 9113 §6.5.2: the size of a field is its name and value plus 32.
-        builder.listSize += name.count + value.count + 32
-        if builder.failure != nil { return 0 }
-        if builder.listSize > settings.maxHeaderListSize {
-            builder.failure = .init(status: 431, code: "header-too-large", message: "The request head is larger than allowed.")
-            return 0
-        }
-        if name.first == UInt8(ascii: ":") {
-            switch name.count {
-            case 5 where name.elementsEqual(":path".utf8):
-                if value.count > settings.maxTargetBytes {
-                    builder.failure = .init(status: 414, code: "target-too-long", message: "The request target is longer than allowed.")
-                }
-                builder.path = Array(value)
-            case 7 where name.elementsEqual(":method".utf8): builder.method = Array(value)
-            case 7 where name.elementsEqual(":status".utf8): builder.status = Array(value)
-            case 10 where name.elementsEqual(":authority".utf8): builder.authority = Array(value)
-            default: break   // :scheme, :protocol (checked by nghttp2)
-            }
-            return 0
-        }
-        if builder.fields.count >= settings.maxHeaders {
-            builder.failure = .init(status: 431, code: "too-many-headers", message: "The request has more header fields than allowed.")
-            return 0
-        }
-        if name.count == 6, name.elementsEqual("cookie".utf8) {
-            builder.cookies.append(Array(value))
-            return 0
-        }
-        builder.fields.append(HTTPField(name: Array(name), value: Array(value)))
+        state.head!.add(name: name, value: value, settings: settings)
         return 0
     }
 
@@ -515,13 +576,13 @@ public final class HTTP2Session {
         let endStream = frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
         switch UInt32(frame.pointee.hd.type) {
         case NGHTTP2_HEADERS.rawValue:
-            guard let state = streams[id] else { return 0 }
+            guard let state = stream(id) else { return 0 }
             if let builder = state.head {
                 if role == .server {
                     state.head = nil
                     return requestHeadComplete(id, builder, endStream: endStream)
                 }
-                guard let status = builder.status.flatMap({ Int(String(decoding: $0, as: UTF8.self)) }) else { return 0 }
+                guard let status = builder.status, status >= 0 else { return 0 }
                 if (100..<200).contains(status) {
                     state.head = nil   // interim: wait for the final one
                     return 0
@@ -598,7 +659,7 @@ public final class HTTP2Session {
     }
 
     func dataChunk(stream id: Int32, _ bytes: UnsafeRawBufferPointer) {
-        if let delegate, streams[id] != nil {
+        if let delegate, stream(id) != nil {
             delegate.http2Data(stream: id, bytes: bytes)
         } else {
             consume(stream: id, count: bytes.count)
@@ -607,6 +668,10 @@ public final class HTTP2Session {
 
     func streamClosed(_ id: Int32, errorCode: UInt32) {
         guard streams.removeValue(forKey: id) != nil else { return }
+        if id == lastID {
+            lastID = 0
+            lastState = nil
+        }
         delegate?.http2StreamClosed(stream: id, errorCode: errorCode)
     }
 
@@ -623,7 +688,7 @@ public final class HTTP2Session {
     }
 
     func readData(stream id: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
-        guard let state = streams[id] else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
+        guard let state = stream(id) else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
         let count = min(length, state.queued)
         if count == 0 {
             if state.outEnded {
@@ -650,6 +715,100 @@ public final class HTTP2Session {
             writable.append(id)
         }
         return count
+    }
+}
+
+// MARK: Field names
+
+/// Field names most messages carry, in the lower case HTTP/2 requires (RFC 9113 §8.2.1). A
+/// received name equal to one of them shares its array: a retain instead of an allocation.
+/// (Arrays are values, so sharing is invisible to users.)
+private struct KnownFieldNames: Sendable {
+    /// By length: the names that long.
+    private var byLength = [[[UInt8]]](repeating: [], count: 32)
+
+    init() {
+        let names = [
+            "accept", "accept-encoding", "accept-language", "accept-ranges", "access-control-allow-origin", "age",
+            "authorization", "cache-control", "content-encoding", "content-language", "content-length",
+            "content-type", "date", "etag", "expires", "host", "last-modified", "location", "referer", "retry-after",
+            "server", "set-cookie", "strict-transport-security", "user-agent", "vary", "via", "x-api-key",
+            "x-content-type-options", "x-forwarded-for", "x-forwarded-proto", "x-request-id",
+        ]
+        for name in names { byLength[name.utf8.count].append(Array(name.utf8)) }
+    }
+
+    func array(for name: UnsafeBufferPointer<UInt8>) -> [UInt8] {
+        guard name.count < byLength.count else { return Array(name) }
+        for candidate in byLength[name.count] where candidate.withUnsafeBufferPointer({ $0.elementsEqual(name) }) {
+            return candidate
+        }
+        return Array(name)
+    }
+}
+
+private let knownFieldNames = KnownFieldNames()
+
+// MARK: Building name/value lists
+
+/// A head's name/value list under construction: names and values are copied back to back
+/// into `storage` (sized by the caller for all of them) and `entries` point into it.
+struct HeaderList {
+    let storage: UnsafeMutablePointer<UInt8>
+    let entries: UnsafeMutablePointer<nghttp2_nv>
+    private(set) var used = 0
+    private(set) var count = 0
+
+    init(storage: UnsafeMutablePointer<UInt8>, entries: UnsafeMutablePointer<nghttp2_nv>) {
+        self.storage = storage
+        self.entries = entries
+    }
+
+    mutating func append(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) {
+        let namePointer = copy(name)
+        let valuePointer = copy(value)
+        entries[count] = nghttp2_nv(name: namePointer, value: valuePointer, namelen: name.count, valuelen: value.count,
+                                    flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+        count += 1
+    }
+
+    mutating func append(_ name: StaticString, _ value: UnsafeRawBufferPointer) {
+        append(UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount), value)
+    }
+
+    mutating func append(_ name: StaticString, _ value: StaticString) {
+        append(name, UnsafeRawBufferPointer(start: value.utf8Start, count: value.utf8CodeUnitCount))
+    }
+
+    private mutating func copy(_ bytes: UnsafeRawBufferPointer) -> UnsafeMutablePointer<UInt8> {
+        let target = storage + used
+        if let base = bytes.baseAddress, bytes.count > 0 {
+            UnsafeMutableRawPointer(target).copyMemory(from: base, byteCount: bytes.count)
+        }
+        used += bytes.count
+        return target
+    }
+}
+
+/// `bytes` equals `lowercase` (lower-case ASCII) ignoring ASCII case.
+@inline(__always)
+private func lowercaseEquals(_ bytes: [UInt8], _ lowercase: StaticString) -> Bool {
+    lowercaseEquals(bytes, UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount))
+}
+
+@inline(__always)
+private func lowercaseEquals(_ bytes: [UInt8], _ lowercase: [UInt8]) -> Bool {
+    lowercase.withUnsafeBufferPointer { lowercaseEquals(bytes, $0) }
+}
+
+private func lowercaseEquals(_ bytes: [UInt8], _ lowercase: UnsafeBufferPointer<UInt8>) -> Bool {
+    guard bytes.count == lowercase.count else { return false }
+    return bytes.withUnsafeBufferPointer { mine in
+        for index in 0..<mine.count {
+            let byte = mine[index]
+            if (byte &- 0x41 < 26 ? byte | 0x20 : byte) != lowercase[index] { return false }
+        }
+        return true
     }
 }
 

@@ -34,6 +34,9 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
     let timeouts: UpstreamTimeouts
     let authority: String
     var channels: [Int32: HTTP2StreamChannel] = [:]
+    /// The channel `channel(_:)` found last (0: none): one response's events come in a row.
+    private var lastChannelID: Int32 = 0
+    private var lastChannel: HTTP2StreamChannel?
     private var output: [UInt8] = []
     private var receiving = false
     private var flushScheduled = false
@@ -122,7 +125,10 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
     /// The channel is done (its exchange ended, failed or was abandoned).
     func channelFinished(_ channel: HTTP2StreamChannel) {
         activeChannels -= 1
-        if let id = channel.streamID, channels.removeValue(forKey: id) != nil { onStreamCount?(-1) }
+        if let id = channel.streamID, channels.removeValue(forKey: id) != nil {
+            if id == lastChannelID { forgetLastChannel() }
+            onStreamCount?(-1)
+        }
         if activeChannels == 0 {
             if goingAway {
                 close()
@@ -203,6 +209,7 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
         idleTimer.cancel()
         let open = channels
         channels = [:]
+        forgetLastChannel()
         for (id, channel) in open.sorted(by: { $0.key < $1.key }) {
             _ = id
             onStreamCount?(-1)
@@ -211,15 +218,29 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
         onStateChange?(self)
     }
 
+    @inline(__always)
+    private func channel(_ id: Int32) -> HTTP2StreamChannel? {
+        if id == lastChannelID, let lastChannel { return lastChannel }
+        guard let channel = channels[id] else { return nil }
+        lastChannelID = id
+        lastChannel = channel
+        return channel
+    }
+
+    private func forgetLastChannel() {
+        lastChannelID = 0
+        lastChannel = nil
+    }
+
     // MARK: HTTP2SessionDelegate
 
     public func http2ResponseHead(stream id: Int32, head: HTTPResponseHead, endStream: Bool) {
-        channels[id]?.responseHead(head, endStream: endStream)
+        channel(id)?.responseHead(head, endStream: endStream)
     }
 
     public func http2Data(stream id: Int32, bytes: UnsafeRawBufferPointer) {
         session.consumeConnection(count: bytes.count)
-        if let channel = channels[id] {
+        if let channel = channel(id) {
             channel.responseData(bytes)
         } else {
             session.consumeStream(id, count: bytes.count)
@@ -227,19 +248,19 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
     }
 
     public func http2Trailers(stream id: Int32, fields: [HTTPField]) {
-        channels[id]?.trailers = fields
+        channel(id)?.trailers = fields
     }
 
     public func http2StreamEnded(stream id: Int32) {
-        channels[id]?.remoteEnded()
+        channel(id)?.remoteEnded()
     }
 
     public func http2StreamClosed(stream id: Int32, errorCode: UInt32) {
-        channels[id]?.streamClosed(errorCode: errorCode)
+        channel(id)?.streamClosed(errorCode: errorCode)
     }
 
     public func http2StreamWritable(stream id: Int32) {
-        channels[id]?.writable()
+        channel(id)?.writable()
     }
 
     /// RFC 9113 §6.8: streams above `lastStreamID` were not processed; nghttp2 closes them with
