@@ -20,6 +20,11 @@ public struct HTTP2Settings: Sendable {
     public var maxTargetBytes = 8192
     /// Whether the session answers PING itself. Off only for peers that must look dead.
     public var autoPingAck = true
+    /// Client: whether Authorization values go into the HPACK dynamic table, so a repeated
+    /// token is a table reference after its first use (see `HPACKEncoder`). Off, they are
+    /// never-indexed literals, the safe choice when the values may be low-entropy secrets
+    /// (RFC 7541 §7.1.3).
+    public var indexesAuthorization = false
 
     public init() {}
 }
@@ -110,12 +115,23 @@ public final class HTTP2Session {
     private var lastID: Int32 = 0
     private var lastState: StreamState?
     var writable: [Int32] = []
+    /// Client: header blocks are encoded here, not by nghttp2 (see `HPACKEncoder`): nghttp2
+    /// gets only `:method` (which it needs to know what the response may carry), and the
+    /// block of the HEADERS frame it produces is replaced in `send` by the encoder's block of
+    /// the whole head, so the encoder is the only one the peer's decoder follows.
+    private var encoder: HPACKEncoder?
+    private var block: [UInt8] = []
+    /// The authority of the last request, as bytes (the same for every request, in practice).
+    private var lastAuthority: (text: String, bytes: [UInt8]) = ("", [])
 
     final class StreamState {
         var head: HeadBuilder?
         /// Client: the final response head was delivered; a later HEADERS frame is trailers.
         var responseDelivered = false
         var trailers: [HTTPField]?
+        /// Client: the head and trailers to encode when nghttp2 sends their HEADERS frames.
+        var pendingHead: [HTTPField]?
+        var pendingTrailers: [HTTPField]?
         var out: [UInt8] = []
         var outOffset = 0
         var outEnded = false
@@ -211,6 +227,7 @@ public final class HTTP2Session {
         case .client: nghttp2_session_client_new2(&created, callbacks, context, option)
         }
         session = created
+        if role == .client { encoder = HPACKEncoder(indexesAuthorization: settings.indexesAuthorization) }
         nghttp2_option_del(option)
         nghttp2_session_callbacks_del(callbacks)
 
@@ -248,13 +265,76 @@ public final class HTTP2Session {
             let count = nghttp2_session_mem_send(session, &pointer)
             if count < 0 { throw HTTP2SessionError(code: Int32(count)) }
             guard count > 0, let pointer else { break }
-            output.append(contentsOf: UnsafeBufferPointer(start: pointer, count: count))
+            let chunk = UnsafeBufferPointer(start: pointer, count: count)
+            // A chunk is one frame (nghttp2 hands them out one by one).
+            if encoder != nil, count >= 9, chunk[3] == UInt8(NGHTTP2_HEADERS.rawValue) {
+                try appendHeaders(frame: chunk, to: &output)
+            } else {
+                output.append(contentsOf: chunk)
+            }
         }
         if !writable.isEmpty {
             let drained = writable
             writable.removeAll(keepingCapacity: true)
             for id in drained { delegate?.http2StreamWritable(stream: id) }
         }
+    }
+
+    /// Client: replaces the block of a HEADERS frame nghttp2 produced with the encoder's block
+    /// of the head (or trailers) kept for its stream, in as many frames as the peer's
+    /// SETTINGS_MAX_FRAME_SIZE needs (HEADERS, then CONTINUATION, RFC 9113 §6.10). Blocks are
+    /// encoded in the order their frames leave, which is the order the peer decodes them in.
+    private func appendHeaders(frame: UnsafeBufferPointer<UInt8>, to output: inout [UInt8]) throws(HTTP2SessionError) {
+        let length = Int(frame[0]) << 16 | Int(frame[1]) << 8 | Int(frame[2])
+        let flags = frame[4]
+        let id = Int32(bitPattern: (UInt32(frame[5]) << 24 | UInt32(frame[6]) << 16 | UInt32(frame[7]) << 8 | UInt32(frame[8])) & 0x7FFF_FFFF)
+        let endHeaders = UInt8(NGHTTP2_FLAG_END_HEADERS.rawValue)
+        let padded = UInt8(NGHTTP2_FLAG_PADDED.rawValue)
+        let priority = UInt8(NGHTTP2_FLAG_PRIORITY.rawValue)
+        guard length + 9 == frame.count, flags & endHeaders != 0, let state = stream(id) else {
+            throw HTTP2SessionError(code: NGHTTP2_ERR_HEADER_COMP.rawValue)
+        }
+        let fields: [HTTPField]
+        if let head = state.pendingHead {
+            fields = head
+            state.pendingHead = nil
+        } else if let trailers = state.pendingTrailers {
+            fields = trailers
+            state.pendingTrailers = nil
+        } else {
+            throw HTTP2SessionError(code: NGHTTP2_ERR_HEADER_COMP.rawValue)
+        }
+        block.removeAll(keepingCapacity: true)
+        encoder!.encode(fields, into: &block)
+        // nghttp2 pads nothing (no padding callback); a priority field is kept as it is.
+        let prefix = flags & padded != 0 ? 1 : 0
+        let priorityBytes = flags & priority != 0 ? 5 : 0
+        let maxFrameSize = Int(nghttp2_session_get_remote_settings(session, NGHTTP2_SETTINGS_MAX_FRAME_SIZE))
+        var offset = min(block.count, maxFrameSize - priorityBytes)
+        let firstFlags = flags & ~(padded | endHeaders) | (offset == block.count ? endHeaders : 0)
+        Self.appendFrameHeader(length: priorityBytes + offset, type: UInt8(NGHTTP2_HEADERS.rawValue), flags: firstFlags, stream: id, to: &output)
+        output.append(contentsOf: frame[(9 + prefix)..<(9 + prefix + priorityBytes)])
+        output.append(contentsOf: block[0..<offset])
+        while offset < block.count {
+            let count = min(maxFrameSize, block.count - offset)
+            let last = offset + count == block.count
+            Self.appendFrameHeader(length: count, type: UInt8(NGHTTP2_CONTINUATION.rawValue), flags: last ? endHeaders : 0, stream: id, to: &output)
+            output.append(contentsOf: block[offset..<(offset + count)])
+            offset += count
+        }
+    }
+
+    private static func appendFrameHeader(length: Int, type: UInt8, flags: UInt8, stream id: Int32, to output: inout [UInt8]) {
+        let id = UInt32(bitPattern: id)
+        output.append(UInt8(truncatingIfNeeded: length >> 16))
+        output.append(UInt8(truncatingIfNeeded: length >> 8))
+        output.append(UInt8(truncatingIfNeeded: length))
+        output.append(type)
+        output.append(flags)
+        output.append(UInt8(truncatingIfNeeded: id >> 24))
+        output.append(UInt8(truncatingIfNeeded: id >> 16))
+        output.append(UInt8(truncatingIfNeeded: id >> 8))
+        output.append(UInt8(truncatingIfNeeded: id))
     }
 
     public var wantsRead: Bool { nghttp2_session_want_read(session) != 0 }
@@ -306,6 +386,9 @@ public final class HTTP2Session {
     /// Returns the stream id, or a negative nghttp2 error.
     @discardableResult
     public func submitRequest(_ head: HTTPRequestHead, scheme: String = "http", authority: String? = nil, hasBody: Bool) -> Int32 {
+        if encoder != nil, let created = submitRequestForEncoder(head, scheme: scheme, authority: authority, hasBody: hasBody) {
+            return created
+        }
         var method = head.method
         var scheme = scheme
         var authority = authority
@@ -328,6 +411,99 @@ public final class HTTP2Session {
         return created
     }
 
+    /// `submitRequest` with the session's own encoder: the head is kept for `send`, nghttp2
+    /// gets `:method` only. Nil when the head is too large for nghttp2 to send at all (its
+    /// limit on a header block): then nghttp2 gets the whole head and refuses it as always.
+    private func submitRequestForEncoder(_ head: HTTPRequestHead, scheme: String, authority: String?, hasBody: Bool) -> Int32? {
+        let method = Self.methodBytes(head.method)
+        let authorityBytes: [UInt8]
+        if let authority {
+            if authority != lastAuthority.text { lastAuthority = (authority, Array(authority.utf8)) }
+            authorityBytes = lastAuthority.bytes
+        } else {
+            authorityBytes = head.headers.first("host") ?? []
+        }
+        var fields: [HTTPField] = []
+        fields.reserveCapacity(head.headers.count + 4)
+        fields.append(HTTPField(name: Self.methodName, value: method))
+        fields.append(HTTPField(name: Self.schemeName, value: scheme == "https" ? Self.https : scheme == "http" ? Self.http : Array(scheme.utf8)))
+        fields.append(HTTPField(name: Self.authorityName, value: authorityBytes))
+        fields.append(HTTPField(name: Self.pathName, value: head.target))
+        // nghttp2's bound on what a head encodes to (nghttp2_hd_deflate_bound), against its
+        // limit for a header block it sends (NGHTTP2_MAX_HEADERSLEN, 64 KiB).
+        var bound = 12 + 5
+        for field in fields { bound += 12 + field.name.count + field.value.count }
+        forEachSentField(head.headers) { name, value in
+            fields.append(HTTPField(name: knownFieldNames.lowercased(name), value: value))
+            bound += 12 + name.count + value.count
+        }
+        guard bound <= 65536 else { return nil }
+        let created: Int32 = Self.methodName.withUnsafeBufferPointer { name in
+            method.withUnsafeBufferPointer { value in
+                // Never indexed: nghttp2's block is replaced, so its table must stay empty.
+                var nv = nghttp2_nv(name: UnsafeMutablePointer(mutating: name.baseAddress), value: UnsafeMutablePointer(mutating: value.baseAddress),
+                                    namelen: name.count, valuelen: value.count, flags: UInt8(NGHTTP2_NV_FLAG_NO_INDEX.rawValue))
+                if hasBody {
+                    var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: dataSourceRead)
+                    return nghttp2_submit_request(session, nil, &nv, 1, &provider, nil)
+                }
+                return nghttp2_submit_request(session, nil, &nv, 1, nil, nil)
+            }
+        }
+        if created > 0 {
+            let state = state(for: created)
+            state.hasProvider = hasBody
+            state.pendingHead = fields
+        }
+        return created
+    }
+
+    private static let methodName = Array(":method".utf8)
+    private static let schemeName = Array(":scheme".utf8)
+    private static let authorityName = Array(":authority".utf8)
+    private static let pathName = Array(":path".utf8)
+    private static let https = Array("https".utf8)
+    private static let http = Array("http".utf8)
+    private static let methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"].map { ($0, Array($0.utf8)) }
+
+    private static func methodBytes(_ method: String) -> [UInt8] {
+        for (text, bytes) in methods where text == method { return bytes }
+        return Array(method.utf8)
+    }
+
+    /// Calls `body` with the name and value of each field of `headers` that HTTP/2 carries:
+    /// connection-specific fields are left out (RFC 9113 §8.2.2), and so is Host for a client
+    /// (it went into `:authority`); TE is kept only as "trailers".
+    private func forEachSentField(_ headers: HTTPHeaders, _ body: ([UInt8], [UInt8]) -> Void) {
+        let fields = headers.fields
+        var connectionListed = false
+        for field in fields where field.name.count == 10 && lowercaseEquals(field.name, "connection") { connectionListed = true }
+        // Fields named by Connection are connection-specific too (RFC 9110 §7.6.1); rare.
+        let connectionNamed: [[UInt8]] = connectionListed ? headers.connectionTokens().map { Array($0.utf8) } : []
+        let isClient = role == .client
+        for field in fields {
+            let name = field.name
+            if let special = Self.specialField(name) {
+                switch special {
+                case .te:
+                    // RFC 9113 §8.2.2: TE may be sent, with "trailers" as its only value.
+                    guard isClient, Self.isTrailersOnly(field.value) else { continue }
+                    body(Self.teName, Self.trailersValue)
+                    continue
+                case .host:
+                    if isClient { continue }
+                case .connectionSpecific:
+                    continue
+                }
+            }
+            if !connectionNamed.isEmpty, connectionNamed.contains(where: { lowercaseEquals(name, $0) }) { continue }
+            body(name, field.value)
+        }
+    }
+
+    private static let teName = Array("te".utf8)
+    private static let trailersValue = Array("trailers".utf8)
+
     /// The name/value list of a head for nghttp2 (which copies it, and sends the names in
     /// lower case): the pseudo-header fields `pseudo` adds, then the fields of `headers` except
     /// connection-specific ones (RFC 9113 §8.2.2). Names and values are copied once into one
@@ -335,37 +511,14 @@ public final class HTTP2Session {
     /// `pseudo` returns whether the head has a body (a data provider is passed).
     private func withHeaderList(headers: HTTPHeaders, extraBytes: Int, pseudo: (inout HeaderList) -> Bool,
                                 submit: (UnsafePointer<nghttp2_nv>, Int, UnsafePointer<nghttp2_data_provider>?) -> Int32) -> Int32 {
-        let fields = headers.fields
         var bytes = extraBytes + 32   // the pseudo-header names
-        var connectionListed = false
-        for field in fields {
-            bytes += field.name.count + field.value.count
-            if field.name.count == 10, lowercaseEquals(field.name, "connection") { connectionListed = true }
-        }
-        // Fields named by Connection are connection-specific too (RFC 9110 §7.6.1); rare.
-        let connectionNamed: [[UInt8]] = connectionListed ? headers.connectionTokens().map { Array($0.utf8) } : []
-        let isClient = role == .client
+        for field in headers.fields { bytes += field.name.count + field.value.count }
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(bytes, 1)) { storage in
-            withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: fields.count + 4) { entries in
+            withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: headers.count + 4) { entries in
                 var list = HeaderList(storage: storage.baseAddress!, entries: entries.baseAddress!)
                 let hasBody = pseudo(&list)
-                for field in fields {
-                    let name = field.name
-                    if let special = Self.specialField(name) {
-                        switch special {
-                        case .te:
-                            // RFC 9113 §8.2.2: TE may be sent, with "trailers" as its only value.
-                            guard isClient, Self.isTrailersOnly(field.value) else { continue }
-                            list.append("te", "trailers")
-                            continue
-                        case .host:
-                            if isClient { continue }
-                        case .connectionSpecific:
-                            continue
-                        }
-                    }
-                    if !connectionNamed.isEmpty, connectionNamed.contains(where: { lowercaseEquals(name, $0) }) { continue }
-                    name.withUnsafeBytes { n in field.value.withUnsafeBytes { v in list.append(n, v) } }
+                forEachSentField(headers) { name, value in
+                    name.withUnsafeBytes { n in value.withUnsafeBytes { v in list.append(n, v) } }
                 }
                 if hasBody {
                     var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: dataSourceRead)
@@ -376,7 +529,7 @@ public final class HTTP2Session {
         }
     }
 
-    /// Names `withHeaderList` treats specially.
+    /// Names `forEachSentField` treats specially.
     private enum SpecialField { case te, host, connectionSpecific }
 
     /// RFC 9113 §8.2.2: Connection, Keep-Alive, Proxy-Connection, Transfer-Encoding and
@@ -428,6 +581,24 @@ public final class HTTP2Session {
         flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
         guard let trailers = state.outTrailers else { return }
         state.outTrailers = nil
+        if encoder != nil {
+            var fields: [HTTPField] = []
+            for field in trailers.fields {
+                switch Self.specialField(field.name) {
+                case .te?, .connectionSpecific?: continue
+                case .host?, nil: break
+                }
+                if field.name.first == UInt8(ascii: ":") { continue }
+                fields.append(HTTPField(name: knownFieldNames.lowercased(field.name), value: field.value))
+            }
+            guard !fields.isEmpty else { return }
+            // The encoder writes the block when nghttp2 sends the (empty) trailer HEADERS frame.
+            if nghttp2_submit_trailer(session, id, nil, 0) == 0 {
+                state.pendingTrailers = fields
+                flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+            }
+            return
+        }
         let fields = trailers.fields
         var bytes = 0
         for field in fields { bytes += field.name.count + field.value.count }
@@ -610,7 +781,11 @@ public final class HTTP2Session {
                 delegate?.http2PingReceived()
             }
         case NGHTTP2_SETTINGS.rawValue:
-            if frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0 { delegate?.http2RemoteSettingsChanged() }
+            if frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0 {
+                // The peer's decoder limit (RFC 7541 §4.2), applied by nghttp2 before this call.
+                encoder?.setPeerLimit(Int(nghttp2_session_get_remote_settings(session, NGHTTP2_SETTINGS_HEADER_TABLE_SIZE)))
+                delegate?.http2RemoteSettingsChanged()
+            }
         default:
             break
         }
@@ -736,6 +911,16 @@ private struct KnownFieldNames: Sendable {
             "x-content-type-options", "x-forwarded-for", "x-forwarded-proto", "x-request-id",
         ]
         for name in names { byLength[name.utf8.count].append(Array(name.utf8)) }
+    }
+
+    /// `name` in lower case: a known name's shared array, else `name` itself when it has no
+    /// upper case letter, else a lower-cased copy.
+    func lowercased(_ name: [UInt8]) -> [UInt8] {
+        if name.count < byLength.count {
+            for candidate in byLength[name.count] where lowercaseEquals(name, candidate) { return candidate }
+        }
+        guard name.contains(where: { $0 &- 0x41 < 26 }) else { return name }
+        return name.map { $0 &- 0x41 < 26 ? $0 | 0x20 : $0 }
     }
 
     func array(for name: UnsafeBufferPointer<UInt8>) -> [UInt8] {
