@@ -26,8 +26,11 @@ struct HPACKEncoder {
     /// A lower limit was set since the last block: its smallest value is signalled first.
     private var smallestPendingLimit: Int?
     private var limitChanged = false
-    /// The dynamic table, oldest entry first; `entries[first...]` are live.
+    /// The dynamic table, oldest entry first; `entries[first...]` are live. `keys` holds a
+    /// digest of each entry (`key(name:value:)`), so a lookup scans integers and compares
+    /// bytes only where the digests agree.
     private var entries: [Entry] = []
+    private var keys: [UInt64] = []
     private var first = 0
     private var size = 0
 
@@ -51,23 +54,23 @@ struct HPACKEncoder {
         evict(toFit: 0)
     }
 
-    /// Appends the header block of `fields` (names in lower case, pseudo-header fields first).
-    mutating func encode(_ fields: [HTTPField], into block: inout [UInt8]) {
-        if limitChanged {
-            // RFC 7541 §4.2: a dynamic table size update starts the first block after a change;
-            // when the limit went down and up again, the smallest value comes first.
-            if let smallest = smallestPendingLimit, smallest < maxSize { Self.appendInteger(smallest, prefixBits: 5, pattern: 0x20, to: &block) }
-            Self.appendInteger(maxSize, prefixBits: 5, pattern: 0x20, to: &block)
-            smallestPendingLimit = nil
-            limitChanged = false
-        }
-        for field in fields { encode(name: field.name, value: field.value, into: &block) }
+    /// Starts a header block: the dynamic table size updates not yet signalled.
+    mutating func beginBlock(_ block: inout [UInt8]) {
+        guard limitChanged else { return }
+        // RFC 7541 §4.2: a dynamic table size update starts the first block after a change;
+        // when the limit went down and up again, the smallest value comes first.
+        if let smallest = smallestPendingLimit, smallest < maxSize { Self.appendInteger(smallest, prefixBits: 5, pattern: 0x20, to: &block) }
+        Self.appendInteger(maxSize, prefixBits: 5, pattern: 0x20, to: &block)
+        smallestPendingLimit = nil
+        limitChanged = false
     }
 
-    private mutating func encode(name: [UInt8], value: [UInt8], into block: inout [UInt8]) {
-        let neverIndexed = (!indexesAuthorization && name.count == 13 && equals(name, "authorization"))
+    /// Appends one field to the block. `name` may have upper case letters (HTTP/1 spelling):
+    /// names are compared ignoring case and sent in lower case (RFC 9113 §8.2.1).
+    mutating func encode(name: [UInt8], value: [UInt8], into block: inout [UInt8]) {
+        let neverIndexed = (!indexesAuthorization && name.count == 13 && sameName(name, "authorization"))
             // Short cookies are guessable (nghttp2's and browsers' rule).
-            || (name.count == 6 && value.count < 20 && equals(name, "cookie"))
+            || (name.count == 6 && value.count < 20 && sameName(name, "cookie"))
         if !neverIndexed, let index = indexOf(name: name, value: value) {
             Self.appendInteger(index, prefixBits: 7, pattern: 0x80, to: &block)   // §6.1
             return
@@ -77,13 +80,14 @@ struct HPACKEncoder {
         if !neverIndexed && !Self.isUnique(name) && entrySize <= maxSize * 3 / 4 {
             // §6.2.1: literal with incremental indexing.
             Self.appendInteger(nameIndex ?? 0, prefixBits: 6, pattern: 0x40, to: &block)
-            if nameIndex == nil { Self.appendString(name, to: &block) }
+            let lowercased = knownFieldNames.lowercased(name)
+            if nameIndex == nil { Self.appendString(lowercased, to: &block) }
             Self.appendString(value, to: &block)
-            insert(Entry(name: name, value: value))
+            insert(Entry(name: lowercased, value: value))
         } else {
             // §6.2.2 (without indexing) or §6.2.3 (never indexed).
             Self.appendInteger(nameIndex ?? 0, prefixBits: 4, pattern: neverIndexed ? 0x10 : 0x00, to: &block)
-            if nameIndex == nil { Self.appendString(name, to: &block) }
+            if nameIndex == nil { Self.appendString(knownFieldNames.lowercased(name), to: &block) }
             Self.appendString(value, to: &block)
         }
     }
@@ -92,42 +96,61 @@ struct HPACKEncoder {
     /// entries later heads can use. nghttp2 leaves the same ones out (and a few response fields).
     private static func isUnique(_ name: [UInt8]) -> Bool {
         switch name.count {
-        case 5: return equals(name, ":path")
-        case 12: return equals(name, "x-request-id")
-        case 14: return equals(name, "content-length")
+        case 5: return sameName(name, ":path")
+        case 12: return sameName(name, "x-request-id")
+        case 14: return sameName(name, "content-length")
         default: return false
         }
     }
 
     // MARK: Tables
 
-    /// The index of the entry `name: value` (static table first), or nil.
+    /// The index of the entry `name: value`, or nil.
     private func indexOf(name: [UInt8], value: [UInt8]) -> Int? {
-        // Newest first: a head's fields were usually inserted together by the previous head.
-        var position = entries.count - 1
-        while position >= first {
-            let entry = entries[position]
-            if entry.value.count == value.count, entry.name.count == name.count, entry.value == value, entry.name == name {
-                return staticTable.count + entries.count - position
+        let key = Self.key(name: name, value: value)
+        // Newest first: a head's fields were usually inserted together by an earlier head.
+        let found: Int? = keys.withUnsafeBufferPointer { keys in
+            var position = keys.count - 1
+            while position >= first {
+                if keys[position] == key, entries[position].value == value, sameName(name, entries[position].name) { return position }
+                position -= 1
             }
-            position -= 1
+            return nil
         }
-        if name.count < staticByLength.count {
-            for index in staticByLength[name.count] where staticTable[index].value.count == value.count && staticTable[index].name == name && staticTable[index].value == value {
+        if let found { return staticTable.count + entries.count - found }
+        // The static table's values are for pseudo-header fields, and one Accept-Encoding.
+        if name.first == UInt8(ascii: ":") || name.count == 15, name.count < staticByLength.count {
+            for index in staticByLength[name.count] where staticTable[index].value.count == value.count && sameName(name, staticTable[index].name) && staticTable[index].value == value {
                 return index + 1
             }
         }
         return nil
     }
 
+    /// A digest of a field for `keys`: the lengths, up to eight bytes from each end of the
+    /// value and the name's last bytes (in lower case).
+    @inline(__always)
+    private static func key(name: [UInt8], value: [UInt8]) -> UInt64 {
+        var key = UInt64(truncatingIfNeeded: name.count) << 48 ^ UInt64(truncatingIfNeeded: value.count) << 32
+        value.withUnsafeBytes { bytes in
+            if bytes.count >= 8 {
+                key ^= bytes.loadUnaligned(as: UInt64.self) &* 0x9E37_79B9_7F4A_7C15
+                key ^= bytes.loadUnaligned(fromByteOffset: bytes.count - 8, as: UInt64.self)
+            } else {
+                for byte in bytes { key = key &* 31 &+ UInt64(byte) }
+            }
+        }
+        return key ^ name.withUnsafeBufferPointer { lowercasedTail($0) } &* 0xC2B2_AE3D_27D4_EB4F
+    }
+
     /// The index of an entry named `name` (static table first), or nil.
     private func indexOf(name: [UInt8]) -> Int? {
         if name.count < staticByLength.count {
-            for index in staticByLength[name.count] where staticTable[index].name == name { return index + 1 }
+            for index in staticByLength[name.count] where sameName(name, staticTable[index].name) { return index + 1 }
         }
         var position = entries.count - 1
         while position >= first {
-            if entries[position].name == name { return staticTable.count + entries.count - position }
+            if sameName(name, entries[position].name) { return staticTable.count + entries.count - position }
             position -= 1
         }
         return nil
@@ -137,6 +160,7 @@ struct HPACKEncoder {
         let entrySize = entry.size
         evict(toFit: entrySize)
         guard entrySize <= maxSize else { return }   // §4.4: larger than the table, it empties it
+        keys.append(Self.key(name: entry.name, value: entry.value))
         entries.append(entry)
         size += entrySize
     }
@@ -150,9 +174,11 @@ struct HPACKEncoder {
         }
         if first == entries.count {
             entries.removeAll(keepingCapacity: true)
+            keys.removeAll(keepingCapacity: true)
             first = 0
         } else if first >= 64 && first * 2 >= entries.count {
             entries.removeSubrange(0..<first)
+            keys.removeSubrange(0..<first)
             first = 0
         }
     }
@@ -181,11 +207,17 @@ struct HPACKEncoder {
     }
 }
 
+/// `name` (any case) equals `lowercase`.
 @inline(__always)
-private func equals(_ bytes: [UInt8], _ text: StaticString) -> Bool {
-    bytes.count == text.utf8CodeUnitCount && bytes.withUnsafeBufferPointer {
-        $0.elementsEqual(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
-    }
+private func sameName(_ name: [UInt8], _ lowercase: StaticString) -> Bool {
+    name.count == lowercase.utf8CodeUnitCount
+        && lowercaseEquals(name, UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount))
+}
+
+/// `name` (any case) equals `lowercase`.
+@inline(__always)
+private func sameName(_ name: [UInt8], _ lowercase: [UInt8]) -> Bool {
+    name.count == lowercase.count && lowercaseEquals(name, lowercase)
 }
 
 /// RFC 7541 Appendix A; index = position + 1.

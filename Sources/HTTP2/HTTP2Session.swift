@@ -130,8 +130,8 @@ public final class HTTP2Session {
         var responseDelivered = false
         var trailers: [HTTPField]?
         /// Client: the head and trailers to encode when nghttp2 sends their HEADERS frames.
-        var pendingHead: [HTTPField]?
-        var pendingTrailers: [HTTPField]?
+        var pendingHead: PendingHead?
+        var pendingTrailers: HTTPHeaders?
         var out: [UInt8] = []
         var outOffset = 0
         var outEnded = false
@@ -141,6 +141,15 @@ public final class HTTP2Session {
         var hasProvider = false
         var wantsWritable = false
         var queued: Int { out.count - outOffset }
+    }
+
+    /// Client: a request head waiting for its HEADERS frame (see `appendHeaders`).
+    struct PendingHead {
+        var method: [UInt8]
+        var scheme: [UInt8]
+        var authority: [UInt8]
+        var path: [UInt8]
+        var headers: HTTPHeaders
     }
 
     /// The fields of a head as they arrive (kept in the stream's state: no object per head).
@@ -186,6 +195,7 @@ public final class HTTP2Session {
                 cookies.append(Array(value))
                 return
             }
+            if fields.isEmpty { fields.reserveCapacity(12) }   // no regrowing for a usual head
             fields.append(HTTPField(name: knownFieldNames.array(for: name), value: Array(value)))
         }
     }
@@ -291,21 +301,33 @@ public final class HTTP2Session {
         let endHeaders = UInt8(NGHTTP2_FLAG_END_HEADERS.rawValue)
         let padded = UInt8(NGHTTP2_FLAG_PADDED.rawValue)
         let priority = UInt8(NGHTTP2_FLAG_PRIORITY.rawValue)
-        guard length + 9 == frame.count, flags & endHeaders != 0, let state = stream(id) else {
+        guard let state = stream(id), state.pendingHead != nil || state.pendingTrailers != nil else {
+            // A head nghttp2 encoded itself (see `withHeaderList`): never-indexed literals and
+            // static table references, which leave the peer's table as the encoder knows it.
+            output.append(contentsOf: frame)
+            return
+        }
+        // What nghttp2 made of `:method` alone is one frame.
+        guard length + 9 == frame.count, flags & endHeaders != 0 else {
             throw HTTP2SessionError(code: NGHTTP2_ERR_HEADER_COMP.rawValue)
         }
-        let fields: [HTTPField]
-        if let head = state.pendingHead {
-            fields = head
-            state.pendingHead = nil
-        } else if let trailers = state.pendingTrailers {
-            fields = trailers
-            state.pendingTrailers = nil
-        } else {
-            throw HTTP2SessionError(code: NGHTTP2_ERR_HEADER_COMP.rawValue)
-        }
+        // Moved out while in use (and back at the end), so that neither is copied on write.
+        var block = self.block
+        var encoder = self.encoder.take()!
+        self.block = []
         block.removeAll(keepingCapacity: true)
-        encoder!.encode(fields, into: &block)
+        encoder.beginBlock(&block)
+        if let head = state.pendingHead.take() {
+            encoder.encode(name: Self.methodName, value: head.method, into: &block)
+            encoder.encode(name: Self.schemeName, value: head.scheme, into: &block)
+            encoder.encode(name: Self.authorityName, value: head.authority, into: &block)
+            encoder.encode(name: Self.pathName, value: head.path, into: &block)
+            forEachSentField(head.headers) { name, value in encoder.encode(name: name, value: value, into: &block) }
+        } else if let trailers = state.pendingTrailers.take() {
+            for field in trailers.fields where Self.isSentTrailer(field) { encoder.encode(name: field.name, value: field.value, into: &block) }
+        }
+        self.encoder = encoder
+        defer { self.block = block }
         // nghttp2 pads nothing (no padding callback); a priority field is kept as it is.
         let prefix = flags & padded != 0 ? 1 : 0
         let priorityBytes = flags & priority != 0 ? 5 : 0
@@ -423,21 +445,19 @@ public final class HTTP2Session {
         } else {
             authorityBytes = head.headers.first("host") ?? []
         }
-        var fields: [HTTPField] = []
-        fields.reserveCapacity(head.headers.count + 4)
-        fields.append(HTTPField(name: Self.methodName, value: method))
-        fields.append(HTTPField(name: Self.schemeName, value: scheme == "https" ? Self.https : scheme == "http" ? Self.http : Array(scheme.utf8)))
-        fields.append(HTTPField(name: Self.authorityName, value: authorityBytes))
-        fields.append(HTTPField(name: Self.pathName, value: head.target))
-        // nghttp2's bound on what a head encodes to (nghttp2_hd_deflate_bound), against its
-        // limit for a header block it sends (NGHTTP2_MAX_HEADERSLEN, 64 KiB).
-        var bound = 12 + 5
-        for field in fields { bound += 12 + field.name.count + field.value.count }
-        forEachSentField(head.headers) { name, value in
-            fields.append(HTTPField(name: knownFieldNames.lowercased(name), value: value))
-            bound += 12 + name.count + value.count
+        let pending = PendingHead(method: method, scheme: scheme == "https" ? Self.https : scheme == "http" ? Self.http : Array(scheme.utf8),
+                                  authority: authorityBytes, path: head.target, headers: head.headers)
+        // nghttp2's bound on what a head encodes to (nghttp2_hd_deflate_bound, plus room for a
+        // priority field), against its limit for a header block it sends (NGHTTP2_MAX_HEADERSLEN).
+        let pseudoBound = 12 + 5 + 4 * 12 + 7 + pending.method.count + 7 + pending.scheme.count + 10 + authorityBytes.count + 5 + head.target.count
+        var bound = pseudoBound
+        for field in head.headers.fields { bound += 12 + field.name.count + field.value.count }
+        if bound > 65536 {
+            // Counted again with only the fields that are sent (the usual head never gets here).
+            bound = pseudoBound
+            forEachSentField(head.headers) { name, value in bound += 12 + name.count + value.count }
+            guard bound <= 65536 else { return nil }
         }
-        guard bound <= 65536 else { return nil }
         let created: Int32 = Self.methodName.withUnsafeBufferPointer { name in
             method.withUnsafeBufferPointer { value in
                 // Never indexed: nghttp2's block is replaced, so its table must stay empty.
@@ -453,7 +473,7 @@ public final class HTTP2Session {
         if created > 0 {
             let state = state(for: created)
             state.hasProvider = hasBody
-            state.pendingHead = fields
+            state.pendingHead = pending
         }
         return created
     }
@@ -515,7 +535,10 @@ public final class HTTP2Session {
         for field in headers.fields { bytes += field.name.count + field.value.count }
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(bytes, 1)) { storage in
             withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: headers.count + 4) { entries in
-                var list = HeaderList(storage: storage.baseAddress!, entries: entries.baseAddress!)
+                // With the session's own encoder, nghttp2's block must leave the table alone (it
+                // only gets here with a head nghttp2 refuses to send, but nothing relies on that).
+                let flags = encoder != nil ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE
+                var list = HeaderList(storage: storage.baseAddress!, entries: entries.baseAddress!, flags: UInt8(flags.rawValue))
                 let hasBody = pseudo(&list)
                 forEachSentField(headers) { name, value in
                     name.withUnsafeBytes { n in value.withUnsafeBytes { v in list.append(n, v) } }
@@ -582,19 +605,10 @@ public final class HTTP2Session {
         guard let trailers = state.outTrailers else { return }
         state.outTrailers = nil
         if encoder != nil {
-            var fields: [HTTPField] = []
-            for field in trailers.fields {
-                switch Self.specialField(field.name) {
-                case .te?, .connectionSpecific?: continue
-                case .host?, nil: break
-                }
-                if field.name.first == UInt8(ascii: ":") { continue }
-                fields.append(HTTPField(name: knownFieldNames.lowercased(field.name), value: field.value))
-            }
-            guard !fields.isEmpty else { return }
             // The encoder writes the block when nghttp2 sends the (empty) trailer HEADERS frame.
+            guard trailers.fields.contains(where: Self.isSentTrailer) else { return }
             if nghttp2_submit_trailer(session, id, nil, 0) == 0 {
-                state.pendingTrailers = fields
+                state.pendingTrailers = trailers
                 flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
             }
             return
@@ -606,12 +620,7 @@ public final class HTTP2Session {
         let result: Int32 = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(bytes, 1)) { storage in
             withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(fields.count, 1)) { entries in
                 var list = HeaderList(storage: storage.baseAddress!, entries: entries.baseAddress!)
-                for field in fields {
-                    switch Self.specialField(field.name) {
-                    case .te?, .connectionSpecific?: continue
-                    case .host?, nil: break
-                    }
-                    if field.name.first == UInt8(ascii: ":") { continue }
+                for field in fields where Self.isSentTrailer(field) {
                     field.name.withUnsafeBytes { n in field.value.withUnsafeBytes { v in list.append(n, v) } }
                 }
                 guard list.count > 0 else { return -1 }
@@ -619,6 +628,15 @@ public final class HTTP2Session {
             }
         }
         if result == 0 { flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue }
+    }
+
+    /// Trailer fields that are sent: not connection-specific (TE included), not pseudo-header
+    /// fields (RFC 9113 §8.1).
+    private static func isSentTrailer(_ field: HTTPField) -> Bool {
+        switch specialField(field.name) {
+        case .te?, .connectionSpecific?: return false
+        case .host?, nil: return field.name.first != UInt8(ascii: ":")
+        }
     }
 
     /// Body bytes queued for a stream and not yet handed to nghttp2.
@@ -898,9 +916,9 @@ public final class HTTP2Session {
 /// Field names most messages carry, in the lower case HTTP/2 requires (RFC 9113 §8.2.1). A
 /// received name equal to one of them shares its array: a retain instead of an allocation.
 /// (Arrays are values, so sharing is invisible to users.)
-private struct KnownFieldNames: Sendable {
-    /// By length: the names that long.
-    private var byLength = [[[UInt8]]](repeating: [], count: 32)
+struct KnownFieldNames: Sendable {
+    /// By length: the names that long, each with `key(_:)` of its bytes.
+    private var byLength = [[(key: UInt64, name: [UInt8])]](repeating: [], count: 32)
 
     init() {
         let names = [
@@ -910,29 +928,68 @@ private struct KnownFieldNames: Sendable {
             "server", "set-cookie", "strict-transport-security", "user-agent", "vary", "via", "x-api-key",
             "x-content-type-options", "x-forwarded-for", "x-forwarded-proto", "x-request-id",
         ]
-        for name in names { byLength[name.utf8.count].append(Array(name.utf8)) }
+        for name in names {
+            let bytes = Array(name.utf8)
+            byLength[bytes.count].append((bytes.withUnsafeBufferPointer { Self.key($0) }, bytes))
+        }
     }
+
+    @inline(__always)
+    private static func key(_ name: UnsafeBufferPointer<UInt8>) -> UInt64 { lowercasedTail(name) }
 
     /// `name` in lower case: a known name's shared array, else `name` itself when it has no
     /// upper case letter, else a lower-cased copy.
     func lowercased(_ name: [UInt8]) -> [UInt8] {
         if name.count < byLength.count {
-            for candidate in byLength[name.count] where lowercaseEquals(name, candidate) { return candidate }
+            let key = name.withUnsafeBufferPointer { Self.key($0) }
+            for candidate in byLength[name.count] where candidate.key == key && lowercaseEquals(name, candidate.name) {
+                return candidate.name
+            }
         }
         guard name.contains(where: { $0 &- 0x41 < 26 }) else { return name }
         return name.map { $0 &- 0x41 < 26 ? $0 | 0x20 : $0 }
     }
 
+    /// A received name (HTTP/2 names are lower case) as an array: shared when it is known.
     func array(for name: UnsafeBufferPointer<UInt8>) -> [UInt8] {
         guard name.count < byLength.count else { return Array(name) }
-        for candidate in byLength[name.count] where candidate.withUnsafeBufferPointer({ $0.elementsEqual(name) }) {
-            return candidate
+        let key = Self.key(name)
+        for candidate in byLength[name.count] where candidate.key == key {
+            let same = candidate.name.withUnsafeBufferPointer { known in
+                for index in 0..<known.count where known[index] != name[index] { return false }
+                return true
+            }
+            if same { return candidate.name }
         }
         return Array(name)
     }
 }
 
-private let knownFieldNames = KnownFieldNames()
+let knownFieldNames = KnownFieldNames()
+
+/// The last (up to) eight bytes of a name, in lower case, as one word: names of the same
+/// length rarely share them, so comparing words finds the candidate.
+@inline(__always)
+func lowercasedTail(_ name: UnsafeBufferPointer<UInt8>) -> UInt64 {
+    var word: UInt64 = 0
+    if name.count >= 8 {
+        word = UnsafeRawBufferPointer(name).loadUnaligned(fromByteOffset: name.count - 8, as: UInt64.self)
+    } else {
+        for byte in name { word = word << 8 | UInt64(byte) }
+    }
+    return lowercasedWord(word)
+}
+
+/// ASCII upper case to lower case, eight bytes at once (the bytes in 0x41...0x5A get 0x20).
+@inline(__always)
+func lowercasedWord(_ word: UInt64) -> UInt64 {
+    let ones: UInt64 = 0x0101_0101_0101_0101
+    let low = word & (0x7F &* ones)
+    let atLeastA = low &+ (0x80 - 0x41) &* ones
+    let aboveZ = low &+ (0x80 - 0x5B) &* ones
+    let upper = atLeastA & ~aboveZ & ~word & (0x80 &* ones)
+    return word | upper >> 2
+}
 
 // MARK: Building name/value lists
 
@@ -941,19 +998,21 @@ private let knownFieldNames = KnownFieldNames()
 struct HeaderList {
     let storage: UnsafeMutablePointer<UInt8>
     let entries: UnsafeMutablePointer<nghttp2_nv>
+    /// nghttp2_nv flags of every entry.
+    let flags: UInt8
     private(set) var used = 0
     private(set) var count = 0
 
-    init(storage: UnsafeMutablePointer<UInt8>, entries: UnsafeMutablePointer<nghttp2_nv>) {
+    init(storage: UnsafeMutablePointer<UInt8>, entries: UnsafeMutablePointer<nghttp2_nv>, flags: UInt8 = UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)) {
         self.storage = storage
         self.entries = entries
+        self.flags = flags
     }
 
     mutating func append(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) {
         let namePointer = copy(name)
         let valuePointer = copy(value)
-        entries[count] = nghttp2_nv(name: namePointer, value: valuePointer, namelen: name.count, valuelen: value.count,
-                                    flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+        entries[count] = nghttp2_nv(name: namePointer, value: valuePointer, namelen: name.count, valuelen: value.count, flags: flags)
         count += 1
     }
 
@@ -982,16 +1041,25 @@ private func lowercaseEquals(_ bytes: [UInt8], _ lowercase: StaticString) -> Boo
 }
 
 @inline(__always)
-private func lowercaseEquals(_ bytes: [UInt8], _ lowercase: [UInt8]) -> Bool {
+func lowercaseEquals(_ bytes: [UInt8], _ lowercase: [UInt8]) -> Bool {
     lowercase.withUnsafeBufferPointer { lowercaseEquals(bytes, $0) }
 }
 
-private func lowercaseEquals(_ bytes: [UInt8], _ lowercase: UnsafeBufferPointer<UInt8>) -> Bool {
+func lowercaseEquals(_ bytes: [UInt8], _ lowercase: UnsafeBufferPointer<UInt8>) -> Bool {
     guard bytes.count == lowercase.count else { return false }
     return bytes.withUnsafeBufferPointer { mine in
-        for index in 0..<mine.count {
+        // Eight bytes at a time (names are short: one or two words), then byte by byte.
+        let count = mine.count
+        var index = 0
+        while index + 8 <= count {
+            let word = UnsafeRawBufferPointer(mine).loadUnaligned(fromByteOffset: index, as: UInt64.self)
+            if lowercasedWord(word) != UnsafeRawBufferPointer(lowercase).loadUnaligned(fromByteOffset: index, as: UInt64.self) { return false }
+            index += 8
+        }
+        while index < count {
             let byte = mine[index]
             if (byte &- 0x41 < 26 ? byte | 0x20 : byte) != lowercase[index] { return false }
+            index += 1
         }
         return true
     }
