@@ -175,14 +175,14 @@ public final class HTTP2Session {
             }
             if name.first == UInt8(ascii: ":") {
                 switch name.count {
-                case 5 where name.elementsEqual(":path".utf8):
+                case 5 where HTTP2Session.same(name, ":path"):
                     if value.count > settings.maxTargetBytes {
                         failure = .init(status: 414, code: "target-too-long", message: "The request target is longer than allowed.")
                     }
                     path = Array(value)
-                case 7 where name.elementsEqual(":method".utf8): method = Array(value)
-                case 7 where name.elementsEqual(":status".utf8): status = HTTP2Session.statusCode(value)
-                case 10 where name.elementsEqual(":authority".utf8): authority = Array(value)
+                case 7 where HTTP2Session.same(name, ":method"): method = Array(value)
+                case 7 where HTTP2Session.same(name, ":status"): status = HTTP2Session.statusCode(value)
+                case 10 where HTTP2Session.same(name, ":authority"): authority = Array(value)
                 default: break   // :scheme, :protocol (checked by nghttp2)
                 }
                 return
@@ -191,13 +191,20 @@ public final class HTTP2Session {
                 failure = .init(status: 431, code: "too-many-headers", message: "The request has more header fields than allowed.")
                 return
             }
-            if name.count == 6, name.elementsEqual("cookie".utf8) {
+            if name.count == 6, HTTP2Session.same(name, "cookie") {
                 cookies.append(Array(value))
                 return
             }
             if fields.isEmpty { fields.reserveCapacity(12) }   // no regrowing for a usual head
             fields.append(HTTPField(name: knownFieldNames.array(for: name), value: Array(value)))
         }
+    }
+
+    /// The bytes of `name` are `text` (same length assumed).
+    @inline(__always)
+    static func same(_ name: UnsafeBufferPointer<UInt8>, _ text: StaticString) -> Bool {
+        for index in 0..<name.count where name[index] != text.utf8Start[index] { return false }
+        return true
     }
 
     /// A `:status` value as a number (nghttp2 has checked it is three digits; anything else
@@ -766,17 +773,16 @@ public final class HTTP2Session {
         switch UInt32(frame.pointee.hd.type) {
         case NGHTTP2_HEADERS.rawValue:
             guard let state = stream(id) else { return 0 }
-            if let builder = state.head {
+            // Taken out of the state, not copied: its arrays stay uniquely referenced.
+            if let builder = state.head.take() {
                 if role == .server {
-                    state.head = nil
                     return requestHeadComplete(id, builder, endStream: endStream)
                 }
-                guard let status = builder.status, status >= 0 else { return 0 }
-                if (100..<200).contains(status) {
-                    state.head = nil   // interim: wait for the final one
+                guard let status = builder.status, status >= 0 else {
+                    state.head = builder
                     return 0
                 }
-                state.head = nil
+                if (100..<200).contains(status) { return 0 }   // interim: wait for the final one
                 state.responseDelivered = true
                 var headers = HTTPHeaders(fields: builder.fields)
                 if !builder.cookies.isEmpty { headers.fields.append(HTTPField(name: Array("cookie".utf8), value: Self.joinedCookies(builder.cookies))) }
