@@ -44,6 +44,16 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
     private var goingAway = false
     private var idleTimer: LoopTimer!
     private var idlePhase = IdlePhase.none
+    /// The deadlines of the streams' exchanges (`HTTP2StreamChannel.deadline`) share this
+    /// timer: it is set for the earliest deadline it was told of; when it fires, the channels
+    /// whose deadline has passed time out and it is set for the next one. A channel moves its
+    /// deadline several times per exchange, nearly always later: that costs no timer work.
+    private var streamTimer: LoopTimer!
+    /// When `streamTimer` fires (loop clock nanoseconds), while it is armed.
+    private var streamTimerDeadline: UInt64 = 0
+    /// `timeouts.response` and `timeouts.bodyStall` in nanoseconds.
+    let responseTimeout: UInt64
+    let bodyStallTimeout: UInt64
     /// Told when the connection can take streams again, stopped taking them, or closed.
     var onStateChange: ((HTTP2ClientConnection) -> Void)?
     /// Told when a stream starts (+1) or ends (-1): streams in flight, for the metrics.
@@ -78,10 +88,13 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
         self.timeouts = timeouts
         self.authority = authority
         self.localStreamCap = max(1, localStreamCap)
+        responseTimeout = timeouts.response.clampedNanoseconds
+        bodyStallTimeout = timeouts.bodyStall.clampedNanoseconds
         session = HTTP2Session(role: .client, settings: Self.sessionSettings())
         session.delegate = self
         output.reserveCapacity(64 * 1024)
         idleTimer = LoopTimer(loop: loop) { [weak self] in self?.idleTimerFired() }
+        streamTimer = LoopTimer(loop: loop) { [weak self] in self?.streamTimerFired() }
         stream.delegate = self
         stream.start()
         flush()   // the connection preface and SETTINGS (RFC 9113 §3.4)
@@ -212,6 +225,7 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
         closed = true
         goingAway = true
         idleTimer.cancel()
+        streamTimer.cancel()
         let open = channels
         channels = [:]
         forgetLastChannel()
@@ -295,6 +309,36 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
         onStateChange?(self)
     }
 
+    // MARK: Stream deadlines
+
+    /// A deadline `timeout` nanoseconds from now for a channel's exchange; `streamTimer` fires
+    /// by then.
+    func streamDeadline(after timeout: UInt64) -> UInt64 {
+        let now = loop.clock.nanoseconds
+        let deadline = now &+ timeout
+        if !streamTimer.isArmed || deadline < streamTimerDeadline {
+            streamTimerDeadline = deadline
+            streamTimer.schedule(afterNanoseconds: timeout)
+        }
+        return deadline
+    }
+
+    private func streamTimerFired() {
+        guard !closed else { return }
+        let now = loop.clock.nanoseconds
+        var expired: [(Int32, HTTP2StreamChannel)] = []
+        var next = UInt64.max
+        for (id, channel) in channels where channel.deadline != 0 {
+            if channel.deadline <= now { expired.append((id, channel)) } else { next = min(next, channel.deadline) }
+        }
+        if next != .max {
+            streamTimerDeadline = next
+            streamTimer.schedule(afterNanoseconds: next - now)
+        }
+        // In stream order, as separate timers firing in one tick would (mostly) have.
+        for (_, channel) in expired.sorted(by: { $0.0 < $1.0 }) { channel.deadlinePassed() }
+    }
+
     // MARK: Idle
 
     private func becameIdle() {
@@ -360,13 +404,14 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
     private var ended = false
     private var delivering = false
     var trailers: [HTTPField]?
-    private var timer: LoopTimer!
+    /// When the exchange times out, in nanoseconds of the loop's clock (0: no deadline); the
+    /// connection's stream timer checks it.
+    private(set) var deadline: UInt64 = 0
     private var timerPhase = "waiting for the response"
 
     init(connection: HTTP2ClientConnection, reused: Bool) {
         self.connection = connection
         self.reused = reused
-        timer = LoopTimer(loop: connection.loop) { [weak self] in self?.timedOut() }
     }
 
     public func sendRequest(_ head: HTTPRequestHead, handler: UpstreamResponseHandler) {
@@ -383,7 +428,7 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
             return
         }
         streamID = id
-        arm(hasBody ? timeouts.bodyStall : timeouts.response, phase: hasBody ? "sending the request body" : "waiting for the response")
+        arm(hasBody ? connection.bodyStallTimeout : connection.responseTimeout, phase: hasBody ? "sending the request body" : "waiting for the response")
     }
 
     public func writeBody(_ bytes: UnsafeRawBufferPointer) {
@@ -392,7 +437,7 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
         let queued = connection.session.queuedBytes(stream: streamID)
         if queued > bufferedPeak { bufferedPeak = queued }
         connection.scheduleFlush()
-        if !responseHeadSeen { arm(timeouts.bodyStall, phase: "sending the request body") }
+        if !responseHeadSeen { arm(connection.bodyStallTimeout, phase: "sending the request body") }
     }
 
     public func endRequest() {
@@ -400,19 +445,19 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
         requestEnded = true
         connection.session.endData(stream: streamID)
         connection.scheduleFlush()
-        if !responseHeadSeen { arm(timeouts.response, phase: "waiting for the response") }
+        if !responseHeadSeen { arm(connection.responseTimeout, phase: "waiting for the response") }
     }
 
     public func pauseResponse() {
         guard !paused else { return }
         paused = true
-        timer.disarm()
+        deadline = 0
     }
 
     public func resumeResponse() {
         guard paused else { return }
         paused = false
-        if handler != nil && !finished { arm(responseHeadSeen ? timeouts.bodyStall : timeouts.response, phase: timerPhase) }
+        if handler != nil && !finished { arm(responseHeadSeen ? connection.bodyStallTimeout : connection.responseTimeout, phase: timerPhase) }
         deliverHeld()
     }
 
@@ -435,7 +480,7 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
         guard !finished else { return }
         responseStarted = true
         responseHeadSeen = true
-        arm(timeouts.bodyStall, phase: "reading the response body")
+        arm(connection.bodyStallTimeout, phase: "reading the response body")
         handler?.upstreamResponseHead(head)
         if endStream { remoteEnded() }
     }
@@ -452,7 +497,7 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
             if held.count - heldOffset > bufferedPeak { bufferedPeak = held.count - heldOffset }
             return
         }
-        if !paused { arm(timeouts.bodyStall, phase: "reading the response body") }
+        if !paused { arm(connection.bodyStallTimeout, phase: "reading the response body") }
         delivering = true
         handler?.upstreamResponseBody(bytes)
         delivering = false
@@ -467,7 +512,7 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
 
     func writable() {
         guard !finished else { return }
-        if !requestEnded && !responseHeadSeen { arm(timeouts.bodyStall, phase: "sending the request body") }
+        if !requestEnded && !responseHeadSeen { arm(connection.bodyStallTimeout, phase: "sending the request body") }
         handler?.upstreamWritable()
     }
 
@@ -517,7 +562,7 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
     }
 
     private func complete() {
-        timer.cancel()
+        deadline = 0
         let handler = self.handler
         self.handler = nil
         if let streamID, connection.session.streamExists(streamID), !requestEnded || connection.session.queuedBytes(stream: streamID) > 0 {
@@ -546,19 +591,21 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
     private func finish() {
         guard !finished else { return }
         finished = true
-        timer.cancel()
+        deadline = 0
         if bufferedPeak > 0 { connection.onStreamBufferPeak?(bufferedPeak) }
         held = []
         heldOffset = 0
         connection.channelFinished(self)
     }
 
-    private func arm(_ duration: Duration, phase: String) {
+    private func arm(_ timeout: UInt64, phase: String) {
         timerPhase = phase
-        timer.schedule(after: duration)
+        deadline = connection.streamDeadline(after: timeout)
     }
 
-    private func timedOut() {
+    /// From the connection's stream timer: the deadline has passed.
+    func deadlinePassed() {
+        deadline = 0
         guard handler != nil, !paused, !finished else { return }
         fail(.timedOut(phase: timerPhase))
     }
