@@ -33,12 +33,20 @@ struct HPACKEncoder {
     private var keys: [UInt64] = []
     private var first = 0
     private var size = 0
+    /// Where the next lookup looks first (see `indexOf(name:value:)`).
+    private var hint = 0
 
     private struct Entry {
         var name: [UInt8]
         var value: [UInt8]
         var size: Int { name.count + value.count + 32 }   // RFC 7541 §4.1
     }
+
+    /// The pseudo-header names, as the static table's arrays.
+    static let authorityName = staticTable[0].name
+    static let methodName = staticTable[1].name
+    static let pathName = staticTable[3].name
+    static let schemeName = staticTable[5].name
 
     init(indexesAuthorization: Bool) {
         self.indexesAuthorization = indexesAuthorization
@@ -71,13 +79,15 @@ struct HPACKEncoder {
         let neverIndexed = (!indexesAuthorization && name.count == 13 && sameName(name, "authorization"))
             // Short cookies are guessable (nghttp2's and browsers' rule).
             || (name.count == 6 && value.count < 20 && sameName(name, "cookie"))
-        if !neverIndexed, let index = indexOf(name: name, value: value) {
+        // A unique field is never in the dynamic table: only the static table can have it.
+        let unique = Self.isUnique(name)
+        if !neverIndexed, let index = unique ? staticIndexOf(name: name, value: value) : indexOf(name: name, value: value) {
             Self.appendInteger(index, prefixBits: 7, pattern: 0x80, to: &block)   // §6.1
             return
         }
         let nameIndex = indexOf(name: name)
         let entrySize = name.count + value.count + 32
-        if !neverIndexed && !Self.isUnique(name) && entrySize <= maxSize * 3 / 4 {
+        if !neverIndexed && !unique && entrySize <= maxSize * 3 / 4 {
             // §6.2.1: literal with incremental indexing.
             Self.appendInteger(nameIndex ?? 0, prefixBits: 6, pattern: 0x40, to: &block)
             let lowercased = knownFieldNames.lowercased(name)
@@ -106,23 +116,31 @@ struct HPACKEncoder {
     // MARK: Tables
 
     /// The index of the entry `name: value`, or nil.
-    private func indexOf(name: [UInt8], value: [UInt8]) -> Int? {
+    private mutating func indexOf(name: [UInt8], value: [UInt8]) -> Int? {
         let key = Self.key(name: name, value: value)
-        // Newest first: a head's fields were usually inserted together by an earlier head.
-        let found: Int? = keys.withUnsafeBufferPointer { keys in
-            var position = keys.count - 1
-            while position >= first {
-                if keys[position] == key, entries[position].value == value, sameName(name, entries[position].name) { return position }
-                position -= 1
-            }
-            return nil
+        // A head's fields come in the order an earlier head inserted them: the entry after the
+        // last one found is tried first, then all, newest first.
+        if hint >= first && hint < keys.count && keys[hint] == key && sameBytes(entries[hint].value, value) && sameName(name, entries[hint].name) {
+            hint += 1
+            return staticTable.count + entries.count - (hint - 1)
         }
-        if let found { return staticTable.count + entries.count - found }
-        // The static table's values are for pseudo-header fields, and one Accept-Encoding.
-        if name.first == UInt8(ascii: ":") || name.count == 15, name.count < staticByLength.count {
-            for index in staticByLength[name.count] where staticTable[index].value.count == value.count && sameName(name, staticTable[index].name) && staticTable[index].value == value {
-                return index + 1
+        var position = keys.count - 1
+        while position >= first {
+            if keys[position] == key && sameBytes(entries[position].value, value) && sameName(name, entries[position].name) {
+                hint = position + 1
+                return staticTable.count + entries.count - position
             }
+            position -= 1
+        }
+        return staticIndexOf(name: name, value: value)
+    }
+
+    /// The index of `name: value` in the static table, or nil. Its values are for pseudo-header
+    /// fields, and one Accept-Encoding.
+    private func staticIndexOf(name: [UInt8], value: [UInt8]) -> Int? {
+        guard name.first == UInt8(ascii: ":") || name.count == 15, name.count < staticByLength.count else { return nil }
+        for index in staticByLength[name.count] where staticTable[index].value.count == value.count && sameName(name, staticTable[index].name) && sameBytes(staticTable[index].value, value) {
+            return index + 1
         }
         return nil
     }
@@ -176,9 +194,11 @@ struct HPACKEncoder {
             entries.removeAll(keepingCapacity: true)
             keys.removeAll(keepingCapacity: true)
             first = 0
+            hint = 0
         } else if first >= 64 && first * 2 >= entries.count {
             entries.removeSubrange(0..<first)
             keys.removeSubrange(0..<first)
+            hint = max(0, hint - first)
             first = 0
         }
     }
@@ -214,10 +234,39 @@ private func sameName(_ name: [UInt8], _ lowercase: StaticString) -> Bool {
         && lowercaseEquals(name, UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount))
 }
 
-/// `name` (any case) equals `lowercase`.
+/// `name` (any case) equals `lowercase`. The same array (a name taken from a cached field, or
+/// one that was already in lower case) is recognised without reading it.
 @inline(__always)
 private func sameName(_ name: [UInt8], _ lowercase: [UInt8]) -> Bool {
-    name.count == lowercase.count && lowercaseEquals(name, lowercase)
+    name.count == lowercase.count && (sameStorage(name, lowercase) || lowercaseEquals(name, lowercase))
+}
+
+/// The bytes of `a` and `b` are equal (a word at a time; the same array at once).
+@inline(__always)
+private func sameBytes(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    guard a.count == b.count else { return false }
+    if sameStorage(a, b) { return true }
+    return a.withUnsafeBytes { a in
+        b.withUnsafeBytes { b in
+            let count = a.count
+            guard count >= 8 else {
+                for index in 0..<count where a[index] != b[index] { return false }
+                return true
+            }
+            var offset = 0
+            while true {
+                if a.loadUnaligned(fromByteOffset: offset, as: UInt64.self) != b.loadUnaligned(fromByteOffset: offset, as: UInt64.self) { return false }
+                if offset == count - 8 { return true }
+                offset = min(offset + 8, count - 8)
+            }
+        }
+    }
+}
+
+/// Whether two arrays (both alive) share their storage.
+@inline(__always)
+private func sameStorage(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    a.withUnsafeBufferPointer { a in b.withUnsafeBufferPointer { b in a.baseAddress == b.baseAddress } }
 }
 
 /// RFC 7541 Appendix A; index = position + 1.

@@ -485,10 +485,11 @@ public final class HTTP2Session {
         return created
     }
 
-    private static let methodName = Array(":method".utf8)
-    private static let schemeName = Array(":scheme".utf8)
-    private static let authorityName = Array(":authority".utf8)
-    private static let pathName = Array(":path".utf8)
+    // The encoder's own arrays: a name that is the same array is recognised without reading it.
+    private static let methodName = HPACKEncoder.methodName
+    private static let schemeName = HPACKEncoder.schemeName
+    private static let authorityName = HPACKEncoder.authorityName
+    private static let pathName = HPACKEncoder.pathName
     private static let https = Array("https".utf8)
     private static let http = Array("http".utf8)
     private static let methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"].map { ($0, Array($0.utf8)) }
@@ -1054,20 +1055,25 @@ func lowercaseEquals(_ bytes: [UInt8], _ lowercase: [UInt8]) -> Bool {
 func lowercaseEquals(_ bytes: [UInt8], _ lowercase: UnsafeBufferPointer<UInt8>) -> Bool {
     guard bytes.count == lowercase.count else { return false }
     return bytes.withUnsafeBufferPointer { mine in
-        // Eight bytes at a time (names are short: one or two words), then byte by byte.
         let count = mine.count
-        var index = 0
-        while index + 8 <= count {
-            let word = UnsafeRawBufferPointer(mine).loadUnaligned(fromByteOffset: index, as: UInt64.self)
-            if lowercasedWord(word) != UnsafeRawBufferPointer(lowercase).loadUnaligned(fromByteOffset: index, as: UInt64.self) { return false }
-            index += 8
+        guard count >= 8 else {
+            for index in 0..<count {
+                let byte = mine[index]
+                if (byte &- 0x41 < 26 ? byte | 0x20 : byte) != lowercase[index] { return false }
+            }
+            return true
         }
-        while index < count {
-            let byte = mine[index]
-            if (byte &- 0x41 < 26 ? byte | 0x20 : byte) != lowercase[index] { return false }
-            index += 1
+        // Eight bytes at a time; the last word overlaps the one before when the length is not
+        // a multiple of eight.
+        let mine = UnsafeRawBufferPointer(mine), other = UnsafeRawBufferPointer(lowercase)
+        var offset = 0
+        while true {
+            if lowercasedWord(mine.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) != other.loadUnaligned(fromByteOffset: offset, as: UInt64.self) {
+                return false
+            }
+            if offset == count - 8 { return true }
+            offset = min(offset + 8, count - 8)
         }
-        return true
     }
 }
 
