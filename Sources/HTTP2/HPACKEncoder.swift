@@ -117,6 +117,9 @@ struct HPACKEncoder {
 
     /// The index of the entry `name: value`, or nil.
     private mutating func indexOf(name: [UInt8], value: [UInt8]) -> Int? {
+        // `:method: GET`, `:scheme: https` and the like are in the static table (and so never
+        // inserted): looked for there first.
+        if name.first == UInt8(ascii: ":"), let index = staticIndexOf(name: name, value: value) { return index }
         let key = Self.key(name: name, value: value)
         // A head's fields come in the order an earlier head inserted them: the entry after the
         // last one found is tried first, then all, newest first.
@@ -132,7 +135,7 @@ struct HPACKEncoder {
             }
             position -= 1
         }
-        return staticIndexOf(name: name, value: value)
+        return name.first == UInt8(ascii: ":") ? nil : staticIndexOf(name: name, value: value)
     }
 
     /// The index of `name: value` in the static table, or nil. Its values are for pseudo-header
