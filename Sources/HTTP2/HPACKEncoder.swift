@@ -4,7 +4,7 @@ import HTTP1
 ///
 /// nghttp2 encodes header blocks itself, but it never indexes Authorization and Huffman-codes
 /// every literal. A proxy sends the same bearer token (about 1 KiB) with every request; coding
-/// it again for each one cost more CPU than all the rest of the request's HTTP/2 work. Here a
+/// it again for each one cost about a fifth of the proxy's instructions per request. Here a
 /// field whose value repeats goes into the dynamic table once (RFC 7541 §2.3.2) and is a table
 /// reference (one or two bytes) from then on; literals are sent without Huffman coding (§5.2
 /// allows either), which is cheaper to produce and matters little, as a repeated value is sent

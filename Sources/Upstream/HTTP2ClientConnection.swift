@@ -472,8 +472,6 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
         finish()
     }
 
-    private var timeouts: UpstreamTimeouts { connection.timeouts }
-
     /// `HTTPRequestHead.announcesBody` in one pass over the fields, without Strings: whether a
     /// body follows (RFC 9112 §6.3: Transfer-Encoding, or a Content-Length above zero; the
     /// first Content-Length counts).
