@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "EventLoop", dependencies: ["CLinux"], swiftSettings: hotPath),
         .target(name: "TLS", dependencies: ["COpenSSL", "EventLoop"], swiftSettings: hotPath),
         .target(name: "HTTP1", swiftSettings: hotPath),
-        .target(name: "HTTP2", dependencies: ["CNGHTTP2", "HTTP1"]),
+        .target(name: "HTTP2", dependencies: ["CNGHTTP2", "HTTP1"], swiftSettings: hotPath),
         .target(name: "HTTPServer", dependencies: ["EventLoop", "TLS", "HTTP1", "HTTP2"], swiftSettings: hotPath),
         .target(name: "Upstream", dependencies: ["EventLoop", "TLS", "HTTP1", "HTTP2"], swiftSettings: hotPath),
         .target(name: "Auth", dependencies: ["EventLoop", "Upstream", "HTTP1", .product(name: "Logging", package: "swift-log")]),

@@ -17,7 +17,9 @@
 # callgrind-self.txt, perf-self.txt, perf-children.txt, perf-stat.txt, syscalls.txt. Symbols
 # are demangled when swift-demangle is on the PATH.
 #
-# Environment: PROXY_BIN (as for bench.sh), REQUESTS (default 5000), PERF_SECONDS (default 8).
+# Environment: PROXY_BIN (as for bench.sh), REQUESTS (default 5000), PERF_SECONDS (default 8),
+# UPSTREAM (http1, the default: the upstream offers only http/1.1; h2: it offers h2 over ALPN,
+# so the proxy's HTTP/2 upstream path is what is measured).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -25,6 +27,7 @@ BENCH="$(pwd)/bench"
 OUT="$BENCH/out/profile"
 REQUESTS=${REQUESTS:-5000}
 PERF_SECONDS=${PERF_SECONDS:-8}
+UPSTREAM=${UPSTREAM:-http1}
 API_PATH=/suppliers-api-2024v2/_sandbox/echo/trade-items
 API_KEY=sandbox-api-key
 LOG_PREFIX=profile
@@ -39,6 +42,12 @@ mkdir -p "$OUT/tmp"
 make_certificates
 start_sandbox
 start_upstream
+case $UPSTREAM in
+    http1) upstream_port=$UPSTREAM_PORT ;;
+    h2) upstream_port=$UPSTREAM_H2_PORT ;;
+    *) die "UPSTREAM must be http1 or h2, not $UPSTREAM" ;;
+esac
+log "upstream protocol: $UPSTREAM"
 
 # Demangles Swift symbols when the toolchain's demangler is there.
 demangle() {
@@ -52,7 +61,7 @@ objcopy --strip-debug "$PROXY_BIN" "$OUT/floriday-proxy.nodebug"
 # And it needs valgrind-sigsuspend.c preloaded (see there).
 cc -shared -fPIC -O2 -o "$OUT/valgrind-sigsuspend.so" "$BENCH/valgrind-sigsuspend.c"
 port=$(free_port)
-write_proxy_config "$OUT/floriday-proxy.yaml" "$port" warning
+write_proxy_config "$OUT/floriday-proxy.yaml" "$port" warning "$upstream_port"
 log "callgrind: starting floriday-proxy under valgrind on 127.0.0.1:$port"
 "${PROXY_ENV[@]}" LD_PRELOAD="$OUT/valgrind-sigsuspend.so" valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
     --fair-sched=yes --instr-atstart=no \
@@ -80,7 +89,7 @@ callgrind_annotate --inclusive=no --threshold=90 "$OUT/callgrind.out" > "$OUT/tm
 demangle < "$OUT/tmp/inclusive.txt" > "$OUT/callgrind-inclusive.txt"
 demangle < "$OUT/tmp/self.txt" > "$OUT/callgrind-self.txt"
 total=$(awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }' "$OUT/callgrind-self.txt")
-echo "${total:-?} instructions for $(( REQUESTS + REQUESTS / 5 )) requests: $(( ${total:-0} / (REQUESTS + REQUESTS / 5) )) per request" > "$OUT/callgrind-summary.txt"
+echo "${total:-?} instructions for $(( REQUESTS + REQUESTS / 5 )) requests ($UPSTREAM upstream): $(( ${total:-0} / (REQUESTS + REQUESTS / 5) )) per request" > "$OUT/callgrind-summary.txt"
 log "callgrind: $(cat "$OUT/callgrind-summary.txt")"
 
 # --- 2. perf ---
@@ -90,7 +99,7 @@ if ! perf record -e cpu-clock -o "$OUT/tmp/probe.data" -- true >/dev/null 2>&1; 
 fi
 require_tools wrk
 port=$(free_port)
-write_proxy_config "$OUT/floriday-proxy-perf.yaml" "$port" warning
+write_proxy_config "$OUT/floriday-proxy-perf.yaml" "$port" warning "$upstream_port"
 "${PROXY_ENV[@]}" "$PROXY_BIN" run --config "$OUT/floriday-proxy-perf.yaml" > "$OUT/perf-proxy.log" 2>&1 &
 proxy=$!
 PIDS+=("$proxy")

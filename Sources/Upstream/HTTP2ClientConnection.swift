@@ -34,6 +34,9 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
     let timeouts: UpstreamTimeouts
     let authority: String
     var channels: [Int32: HTTP2StreamChannel] = [:]
+    /// The channel `channel(_:)` found last (0: none): one response's events come in a row.
+    private var lastChannelID: Int32 = 0
+    private var lastChannel: HTTP2StreamChannel?
     private var output: [UInt8] = []
     private var receiving = false
     private var flushScheduled = false
@@ -41,6 +44,16 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
     private var goingAway = false
     private var idleTimer: LoopTimer!
     private var idlePhase = IdlePhase.none
+    /// The deadlines of the streams' exchanges (`HTTP2StreamChannel.deadline`) share this
+    /// timer: it is set for the earliest deadline it was told of; when it fires, the channels
+    /// whose deadline has passed time out and it is set for the next one. A channel moves its
+    /// deadline several times per exchange, nearly always later: that costs no timer work.
+    private var streamTimer: LoopTimer!
+    /// When `streamTimer` fires (loop clock nanoseconds), while it is armed.
+    private var streamTimerDeadline: UInt64 = 0
+    /// `timeouts.response` and `timeouts.bodyStall` in nanoseconds.
+    let responseTimeout: UInt64
+    let bodyStallTimeout: UInt64
     /// Told when the connection can take streams again, stopped taking them, or closed.
     var onStateChange: ((HTTP2ClientConnection) -> Void)?
     /// Told when a stream starts (+1) or ends (-1): streams in flight, for the metrics.
@@ -61,6 +74,11 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
         settings.connectionWindowSize = 16 << 20
         settings.maxHeaderListSize = 256 * 1024
         settings.maxHeaders = 1000
+        // Every request carries the same bearer token: indexed, it is sent once per connection
+        // instead of with each request. Guessing a whole field value through the table's size
+        // effects (RFC 7541 §7.1) is hopeless for a token of a few hundred random characters,
+        // and the clients cannot put Authorization fields of their own on this connection.
+        settings.indexesAuthorization = true
         return settings
     }
 
@@ -70,10 +88,13 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
         self.timeouts = timeouts
         self.authority = authority
         self.localStreamCap = max(1, localStreamCap)
+        responseTimeout = timeouts.response.clampedNanoseconds
+        bodyStallTimeout = timeouts.bodyStall.clampedNanoseconds
         session = HTTP2Session(role: .client, settings: Self.sessionSettings())
         session.delegate = self
         output.reserveCapacity(64 * 1024)
         idleTimer = LoopTimer(loop: loop) { [weak self] in self?.idleTimerFired() }
+        streamTimer = LoopTimer(loop: loop) { [weak self] in self?.streamTimerFired() }
         stream.delegate = self
         stream.start()
         flush()   // the connection preface and SETTINGS (RFC 9113 §3.4)
@@ -122,7 +143,10 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
     /// The channel is done (its exchange ended, failed or was abandoned).
     func channelFinished(_ channel: HTTP2StreamChannel) {
         activeChannels -= 1
-        if let id = channel.streamID, channels.removeValue(forKey: id) != nil { onStreamCount?(-1) }
+        if let id = channel.streamID, channels.removeValue(forKey: id) != nil {
+            if id == lastChannelID { forgetLastChannel() }
+            onStreamCount?(-1)
+        }
         if activeChannels == 0 {
             if goingAway {
                 close()
@@ -201,8 +225,10 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
         closed = true
         goingAway = true
         idleTimer.cancel()
+        streamTimer.cancel()
         let open = channels
         channels = [:]
+        forgetLastChannel()
         for (id, channel) in open.sorted(by: { $0.key < $1.key }) {
             _ = id
             onStreamCount?(-1)
@@ -211,15 +237,29 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
         onStateChange?(self)
     }
 
+    @inline(__always)
+    private func channel(_ id: Int32) -> HTTP2StreamChannel? {
+        if id == lastChannelID, let lastChannel { return lastChannel }
+        guard let channel = channels[id] else { return nil }
+        lastChannelID = id
+        lastChannel = channel
+        return channel
+    }
+
+    private func forgetLastChannel() {
+        lastChannelID = 0
+        lastChannel = nil
+    }
+
     // MARK: HTTP2SessionDelegate
 
     public func http2ResponseHead(stream id: Int32, head: HTTPResponseHead, endStream: Bool) {
-        channels[id]?.responseHead(head, endStream: endStream)
+        channel(id)?.responseHead(head, endStream: endStream)
     }
 
     public func http2Data(stream id: Int32, bytes: UnsafeRawBufferPointer) {
         session.consumeConnection(count: bytes.count)
-        if let channel = channels[id] {
+        if let channel = channel(id) {
             channel.responseData(bytes)
         } else {
             session.consumeStream(id, count: bytes.count)
@@ -227,19 +267,19 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
     }
 
     public func http2Trailers(stream id: Int32, fields: [HTTPField]) {
-        channels[id]?.trailers = fields
+        channel(id)?.trailers = fields
     }
 
     public func http2StreamEnded(stream id: Int32) {
-        channels[id]?.remoteEnded()
+        channel(id)?.remoteEnded()
     }
 
     public func http2StreamClosed(stream id: Int32, errorCode: UInt32) {
-        channels[id]?.streamClosed(errorCode: errorCode)
+        channel(id)?.streamClosed(errorCode: errorCode)
     }
 
     public func http2StreamWritable(stream id: Int32) {
-        channels[id]?.writable()
+        channel(id)?.writable()
     }
 
     /// RFC 9113 §6.8: streams above `lastStreamID` were not processed; nghttp2 closes them with
@@ -267,6 +307,36 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
     public func http2RemoteSettingsChanged() {
         // A raised SETTINGS_MAX_CONCURRENT_STREAMS may let waiting exchanges in.
         onStateChange?(self)
+    }
+
+    // MARK: Stream deadlines
+
+    /// A deadline `timeout` nanoseconds from now for a channel's exchange; `streamTimer` fires
+    /// by then.
+    func streamDeadline(after timeout: UInt64) -> UInt64 {
+        let now = loop.clock.nanoseconds
+        let deadline = now &+ timeout
+        if !streamTimer.isArmed || deadline < streamTimerDeadline {
+            streamTimerDeadline = deadline
+            streamTimer.schedule(afterNanoseconds: timeout)
+        }
+        return deadline
+    }
+
+    private func streamTimerFired() {
+        guard !closed else { return }
+        let now = loop.clock.nanoseconds
+        var expired: [(Int32, HTTP2StreamChannel)] = []
+        var next = UInt64.max
+        for (id, channel) in channels where channel.deadline != 0 {
+            if channel.deadline <= now { expired.append((id, channel)) } else { next = min(next, channel.deadline) }
+        }
+        if next != .max {
+            streamTimerDeadline = next
+            streamTimer.schedule(afterNanoseconds: next - now)
+        }
+        // In stream order, as separate timers firing in one tick would (mostly) have.
+        for (_, channel) in expired.sorted(by: { $0.0 < $1.0 }) { channel.deadlinePassed() }
     }
 
     // MARK: Idle
@@ -334,20 +404,21 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
     private var ended = false
     private var delivering = false
     var trailers: [HTTPField]?
-    private var timer: LoopTimer!
+    /// When the exchange times out, in nanoseconds of the loop's clock (0: no deadline); the
+    /// connection's stream timer checks it.
+    private(set) var deadline: UInt64 = 0
     private var timerPhase = "waiting for the response"
 
     init(connection: HTTP2ClientConnection, reused: Bool) {
         self.connection = connection
         self.reused = reused
-        timer = LoopTimer(loop: connection.loop) { [weak self] in self?.timedOut() }
     }
 
     public func sendRequest(_ head: HTTPRequestHead, handler: UpstreamResponseHandler) {
         loop.assertInLoop()
         precondition(self.handler == nil && streamID == nil && !finished, "one exchange per channel")
         self.handler = handler
-        hasBody = head.announcesBody
+        hasBody = Self.announcesBody(head.headers)
         requestEnded = !hasBody
         guard let id = connection.open(self, head: head, hasBody: hasBody) else {
             // No stream could open (GOAWAY arrived, the connection closed): nothing was sent,
@@ -357,7 +428,7 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
             return
         }
         streamID = id
-        arm(hasBody ? timeouts.bodyStall : timeouts.response, phase: hasBody ? "sending the request body" : "waiting for the response")
+        arm(hasBody ? connection.bodyStallTimeout : connection.responseTimeout, phase: hasBody ? "sending the request body" : "waiting for the response")
     }
 
     public func writeBody(_ bytes: UnsafeRawBufferPointer) {
@@ -366,7 +437,7 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
         let queued = connection.session.queuedBytes(stream: streamID)
         if queued > bufferedPeak { bufferedPeak = queued }
         connection.scheduleFlush()
-        if !responseHeadSeen { arm(timeouts.bodyStall, phase: "sending the request body") }
+        if !responseHeadSeen { arm(connection.bodyStallTimeout, phase: "sending the request body") }
     }
 
     public func endRequest() {
@@ -374,19 +445,19 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
         requestEnded = true
         connection.session.endData(stream: streamID)
         connection.scheduleFlush()
-        if !responseHeadSeen { arm(timeouts.response, phase: "waiting for the response") }
+        if !responseHeadSeen { arm(connection.responseTimeout, phase: "waiting for the response") }
     }
 
     public func pauseResponse() {
         guard !paused else { return }
         paused = true
-        timer.disarm()
+        deadline = 0
     }
 
     public func resumeResponse() {
         guard paused else { return }
         paused = false
-        if handler != nil && !finished { arm(responseHeadSeen ? timeouts.bodyStall : timeouts.response, phase: timerPhase) }
+        if handler != nil && !finished { arm(responseHeadSeen ? connection.bodyStallTimeout : connection.responseTimeout, phase: timerPhase) }
         deliverHeld()
     }
 
@@ -401,7 +472,24 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
         finish()
     }
 
-    private var timeouts: UpstreamTimeouts { connection.timeouts }
+    /// `HTTPRequestHead.announcesBody` in one pass over the fields, without Strings: whether a
+    /// body follows (RFC 9112 §6.3: Transfer-Encoding, or a Content-Length above zero; the
+    /// first Content-Length counts).
+    static func announcesBody(_ headers: HTTPHeaders) -> Bool {
+        var contentLength: [UInt8]?
+        for field in headers.fields {
+            switch field.name.count {
+            case 17 where field.hasName("transfer-encoding"): return true
+            case 14 where contentLength == nil && field.hasName("content-length"): contentLength = field.value
+            default: break
+            }
+        }
+        guard let value = contentLength else { return false }
+        if (1...18).contains(value.count), value.allSatisfy({ $0 &- 0x30 < 10 }) {
+            return value.contains { $0 != 0x30 }
+        }
+        return UInt64(String(decoding: value, as: UTF8.self)).map { $0 > 0 } ?? false
+    }
 
     // MARK: From the connection
 
@@ -409,7 +497,7 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
         guard !finished else { return }
         responseStarted = true
         responseHeadSeen = true
-        arm(timeouts.bodyStall, phase: "reading the response body")
+        arm(connection.bodyStallTimeout, phase: "reading the response body")
         handler?.upstreamResponseHead(head)
         if endStream { remoteEnded() }
     }
@@ -426,7 +514,7 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
             if held.count - heldOffset > bufferedPeak { bufferedPeak = held.count - heldOffset }
             return
         }
-        if !paused { arm(timeouts.bodyStall, phase: "reading the response body") }
+        if !paused { arm(connection.bodyStallTimeout, phase: "reading the response body") }
         delivering = true
         handler?.upstreamResponseBody(bytes)
         delivering = false
@@ -441,7 +529,7 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
 
     func writable() {
         guard !finished else { return }
-        if !requestEnded && !responseHeadSeen { arm(timeouts.bodyStall, phase: "sending the request body") }
+        if !requestEnded && !responseHeadSeen { arm(connection.bodyStallTimeout, phase: "sending the request body") }
         handler?.upstreamWritable()
     }
 
@@ -491,7 +579,7 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
     }
 
     private func complete() {
-        timer.cancel()
+        deadline = 0
         let handler = self.handler
         self.handler = nil
         if let streamID, connection.session.streamExists(streamID), !requestEnded || connection.session.queuedBytes(stream: streamID) > 0 {
@@ -520,19 +608,21 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
     private func finish() {
         guard !finished else { return }
         finished = true
-        timer.cancel()
+        deadline = 0
         if bufferedPeak > 0 { connection.onStreamBufferPeak?(bufferedPeak) }
         held = []
         heldOffset = 0
         connection.channelFinished(self)
     }
 
-    private func arm(_ duration: Duration, phase: String) {
+    private func arm(_ timeout: UInt64, phase: String) {
         timerPhase = phase
-        timer.schedule(after: duration)
+        deadline = connection.streamDeadline(after: timeout)
     }
 
-    private func timedOut() {
+    /// From the connection's stream timer: the deadline has passed.
+    func deadlinePassed() {
+        deadline = 0
         guard handler != nil, !paused, !finished else { return }
         fail(.timedOut(phase: timerPhase))
     }

@@ -49,8 +49,8 @@ struct Pair {
     let clientEvents = Recorder()
     let serverEvents = Recorder()
 
-    init(settings: HTTP2Settings = HTTP2Settings()) {
-        client = HTTP2Session(role: .client)
+    init(settings: HTTP2Settings = HTTP2Settings(), clientSettings: HTTP2Settings = HTTP2Settings()) {
+        client = HTTP2Session(role: .client, settings: clientSettings)
         server = HTTP2Session(role: .server, settings: settings)
         client.delegate = clientEvents
         server.delegate = serverEvents

@@ -341,4 +341,32 @@ import TLS
         #expect(try s.client().request("GET", "/suppliers-api-2026v1/third").status == 200)
         #expect(api.connectionCount == 1)
     }
+    @Test func eachStreamTimesOutOnItsOwnDeadline() throws {
+        // The streams of a connection share one timer, but each keeps its own deadline: two
+        // unanswered requests time out after timeouts.request, one sent later only after its own.
+        let clock = ManualClock()
+        let api = try ScriptedHTTP2Upstream(script: .init(holdResponses: true))
+        defer { api.stop() }
+        let s = try Scene(api: api, clock: clock, loops: 1) { $0.timeouts.request = .seconds(10) }
+        let loops = s.proxy.group.loops
+        let early = try (0..<2).map { _ in try s.client() }
+        for (index, client) in early.enumerated() {
+            try client.send("GET /suppliers-api-2026v1/early-\(index) HTTP/1.1\r\nHost: p\r\n\r\n")
+        }
+        #expect(eventually { api.heldCount == 2 })
+        advance(clock, by: .seconds(6), firingTimersOn: loops)
+        let late = try s.client()
+        try late.send("GET /suppliers-api-2026v1/late HTTP/1.1\r\nHost: p\r\n\r\n")
+        #expect(eventually { api.heldCount == 3 })
+        advance(clock, by: .seconds(3), firingTimersOn: loops)
+        #expect(s.proxy.pools.stats.http2StreamsInFlight == 3)
+        advance(clock, by: .seconds(1), firingTimersOn: loops)
+        for client in early { #expect(try client.readResponse().status == 504) }
+        #expect(eventually { s.proxy.pools.stats.http2StreamsInFlight == 1 })
+        // Nine seconds for the late one: still waiting, and answered when the API answers.
+        advance(clock, by: .seconds(5), firingTimersOn: loops)
+        #expect(s.proxy.pools.stats.http2StreamsInFlight == 1)
+        api.release()
+        #expect(try late.readResponse().status == 200)
+    }
 }
