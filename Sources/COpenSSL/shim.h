@@ -74,13 +74,19 @@ typedef struct {
     size_t in_start, in_end, in_capacity;
     unsigned char *out;
     size_t out_length, out_capacity;
-    /// Free a buffer once it is empty (sides that hold many idle connections).
+    /// Free a buffer once it is empty (sides that hold many idle connections). Otherwise an
+    /// empty buffer is kept only up to `shim_record_kept_capacity`, so that one large transfer
+    /// does not pin its peak for the life of the connection.
     int release_when_empty;
 } shim_record_buffers;
 
+static const size_t shim_record_kept_capacity = 16384;
+
 static inline int shim_record_grow(unsigned char **buffer, size_t *capacity, size_t needed) {
     if (*capacity >= needed) return 1;
-    size_t wanted = *capacity < 16384 ? 16384 : *capacity * 2;
+    // Sized to what passes (a small request or response is a few hundred bytes to a few KiB),
+    // doubling beyond that.
+    size_t wanted = *capacity < 1024 ? 1024 : *capacity * 2;
     if (wanted < needed) wanted = needed;
     unsigned char *grown = (unsigned char *)realloc(*buffer, wanted);
     if (grown == NULL) return 0;
@@ -113,7 +119,7 @@ static inline int shim_record_bio_read(BIO *bio, char *data, size_t length, size
     b->in_start += count;
     if (b->in_start == b->in_end) {
         b->in_start = b->in_end = 0;
-        if (b->release_when_empty) { free(b->in); b->in = NULL; b->in_capacity = 0; }
+        if (b->release_when_empty || b->in_capacity > shim_record_kept_capacity) { free(b->in); b->in = NULL; b->in_capacity = 0; }
     }
     *read = count;
     return 1;
@@ -185,7 +191,7 @@ static inline void shim_record_bio_consume_output(BIO *bio, size_t count) {
     shim_record_buffers *b = (shim_record_buffers *)BIO_get_data(bio);
     if (count >= b->out_length) {
         b->out_length = 0;
-        if (b->release_when_empty) { free(b->out); b->out = NULL; b->out_capacity = 0; }
+        if (b->release_when_empty || b->out_capacity > shim_record_kept_capacity) { free(b->out); b->out = NULL; b->out_capacity = 0; }
     } else {
         memmove(b->out, b->out + count, b->out_length - count);
         b->out_length -= count;
