@@ -52,7 +52,14 @@ private final class RecordingServer: @unchecked Sendable {
     /// Waits for one turn of `loop`: everything queued on it before this call has run.
     func turn(_ loop: EventLoop) { loop.queue.sync {} }
 
-    deinit { listener.close() }
+    /// The accepted streams end with the server: a stream and its recorder hold each other
+    /// until the stream is torn down.
+    deinit {
+        listener.close()
+        for recorder in recorders.withLock({ $0 }) {
+            recorder.stream.loop.queue.sync { recorder.stream.abort() }
+        }
+    }
 }
 
 private func connectBlocking(port: Int) throws -> Int32 {
