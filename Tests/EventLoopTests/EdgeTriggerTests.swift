@@ -276,7 +276,12 @@ private func poll(timeout: Double = 20, _ condition: () -> Bool) -> Bool {
         // The newcomer works: bytes written to its peer arrive.
         sendAll(pair[1], Array("hello".utf8))
         #expect(poll { recorder.received.withLock { $0 } == 5 })
-        loop.queue.sync { recorder.stream.abort() }
+        loop.queue.sync {
+            recorder.stream.abort()
+            // Each recorder's handler holds the other one.
+            a.onRead = nil
+            b.onRead = nil
+        }
         close(pair[0])
     }
 }
