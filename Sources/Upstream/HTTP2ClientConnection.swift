@@ -418,7 +418,7 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
         loop.assertInLoop()
         precondition(self.handler == nil && streamID == nil && !finished, "one exchange per channel")
         self.handler = handler
-        hasBody = Self.announcesBody(head.headers)
+        hasBody = head.announcesBody
         requestEnded = !hasBody
         guard let id = connection.open(self, head: head, hasBody: hasBody) else {
             // No stream could open (GOAWAY arrived, the connection closed): nothing was sent,
@@ -470,25 +470,6 @@ public final class HTTP2StreamChannel: UpstreamChannel, @unchecked Sendable {
             connection.scheduleFlush()
         }
         finish()
-    }
-
-    /// `HTTPRequestHead.announcesBody` in one pass over the fields, without Strings: whether a
-    /// body follows (RFC 9112 §6.3: Transfer-Encoding, or a Content-Length above zero; the
-    /// first Content-Length counts).
-    static func announcesBody(_ headers: HTTPHeaders) -> Bool {
-        var contentLength: [UInt8]?
-        for field in headers.fields {
-            switch field.name.count {
-            case 17 where field.hasName("transfer-encoding"): return true
-            case 14 where contentLength == nil && field.hasName("content-length"): contentLength = field.value
-            default: break
-            }
-        }
-        guard let value = contentLength else { return false }
-        if (1...18).contains(value.count), value.allSatisfy({ $0 &- 0x30 < 10 }) {
-            return value.contains { $0 != 0x30 }
-        }
-        return UInt64(String(decoding: value, as: UTF8.self)).map { $0 > 0 } ?? false
     }
 
     // MARK: From the connection

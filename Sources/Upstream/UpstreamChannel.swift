@@ -54,10 +54,24 @@ extension HTTP1ClientConnection: UpstreamChannel {
 
 extension HTTPRequestHead {
     /// Whether a body follows the head (RFC 9112 §6.3: Transfer-Encoding, or a Content-Length
-    /// above zero).
+    /// above zero; the first Content-Length counts). One pass over the fields, borrowed in
+    /// place, without Strings for the usual all-digit length: it runs for every request.
     var announcesBody: Bool {
-        if headers.contains("transfer-encoding") { return true }
-        if let length = headers.firstString("content-length"), let value = UInt64(length), value > 0 { return true }
-        return false
+        headers.fields.withUnsafeBufferPointer { fields in
+            var contentLength: Int?
+            for index in fields.indices {
+                switch fields[index].name.count {
+                case 17 where fields[index].hasName("transfer-encoding"): return true
+                case 14 where contentLength == nil && fields[index].hasName("content-length"): contentLength = index
+                default: break
+                }
+            }
+            guard let contentLength else { return false }
+            let value = fields[contentLength].value
+            if (1...18).contains(value.count), value.allSatisfy({ $0 &- 0x30 < 10 }) {
+                return value.contains { $0 != 0x30 }
+            }
+            return UInt64(String(decoding: value, as: UTF8.self)).map { $0 > 0 } ?? false
+        }
     }
 }
