@@ -197,7 +197,10 @@ public enum ConfigLoader {
             ConfigError(key: "config", problem: "\"\(path)\" is not valid YAML: \(detail)")
         }
         do {
-            return try Yams.compose(yaml: text)
+            // `.basic`: no tag resolution. The loader reads every scalar as text and
+            // interprets it by key, so the default resolver's regular expressions
+            // (NSRegularExpression, ICU) would only cost start-up time and memory.
+            return try Yams.compose(yaml: text, .basic)
         } catch let error as YamlError {
             switch error {
             case .scanner(let context, let problem, let mark, _),
