@@ -1,6 +1,7 @@
 import EventLoop
-import Foundation
+import FoundationEssentials
 import HTTP1
+import JSON
 import Logging
 import TLS
 import Upstream
@@ -181,8 +182,8 @@ public final class TokenProvider: @unchecked Sendable {
                     completion(.failure(TokenError(kind: .rejected, message: "IDM metadata \(url) answered HTTP \(response.head.status)", status: response.head.status)))
                     return
                 }
-                guard let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any],
-                      let endpoint = json["token_endpoint"] as? String, let tokenURL = AbsoluteURL(endpoint) else {
+                guard let json = try? JSONParser.parse(response.body),
+                      let endpoint = json["token_endpoint"]?.stringValue, let tokenURL = AbsoluteURL(endpoint) else {
                     completion(.failure(TokenError(kind: .malformedResponse, message: "IDM metadata \(url) has no usable token_endpoint")))
                     return
                 }

@@ -1,5 +1,5 @@
 import EventLoop
-import Foundation
+import JSON
 import Upstream
 
 /// Turns the token endpoint's answer into a token or an error (RFC 6749 §5.1 and §5.2).
@@ -12,12 +12,12 @@ enum TokenResponseParser {
     /// `requested`: when the token request was sent, in nanoseconds of `clock`.
     static func parse(_ response: CollectedResponse, margin: Duration, requested: UInt64, clock: any MonotonicClock) -> Result<AccessToken, TokenError> {
         let status = response.head.status
-        let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]
+        let json = try? JSONParser.parse(response.body)
         guard status == 200 else {
             // §5.2: {"error": "...", "error_description": "..."}; the description comes from the
             // IDM and never contains our secret, but keep it short for logs.
-            let code = json?["error"] as? String
-            let description = (json?["error_description"] as? String).map { String($0.prefix(200)) }
+            let code = json?["error"]?.stringValue
+            let description = json?["error_description"]?.stringValue.map { String($0.prefix(200)) }
             let kind: TokenError.Kind
             switch code {
             case "invalid_client": kind = .invalidClient
@@ -30,11 +30,11 @@ enum TokenResponseParser {
             return .failure(TokenError(kind: kind, message: message, status: status))
         }
         guard let json,
-              let value = json["access_token"] as? String, !value.isEmpty,
-              let expiresIn = (json["expires_in"] as? NSNumber)?.doubleValue, expiresIn > 0, !expiresIn.isNaN else {
+              let value = json["access_token"]?.stringValue, !value.isEmpty,
+              let expiresIn = json["expires_in"]?.doubleValue, expiresIn > 0, !expiresIn.isNaN else {
             return .failure(TokenError(kind: .malformedResponse, message: "IDM token response lacks access_token or expires_in", status: status))
         }
-        if let type = json["token_type"] as? String, type.lowercased() != "bearer" {
+        if let type = json["token_type"]?.stringValue, type.lowercased() != "bearer" {
             return .failure(TokenError(kind: .malformedResponse, message: "IDM issued a \(type) token, not a Bearer token", status: status))
         }
         // Lifetimes count from when we asked: the token cannot have been issued earlier.
@@ -43,7 +43,7 @@ enum TokenResponseParser {
         let effectiveMargin = min(margin, lifetime / 2).clampedNanoseconds
         return .success(AccessToken(
             value: value, obtainedAt: clock.nanoseconds, expiresAt: expires, refreshFromAt: expires - effectiveMargin,
-            lifetime: lifetime, scope: json["scope"] as? String, clock: clock))
+            lifetime: lifetime, scope: json["scope"]?.stringValue, clock: clock))
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// Makes response bodies from a description's schemas: every required property present,
 /// values of the declared type and format, enum values from the enum, bounds and lengths

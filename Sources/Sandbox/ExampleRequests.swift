@@ -1,3 +1,4 @@
+import JSON
 /// Valid requests for an operation, made from its description: every path parameter and
 /// required query parameter filled with a value of its type, and a body generated from the
 /// body schema. For walking every operation (tests, `sandbox --list`'s examples) and for

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// Checks a request against its operation: path and query parameters against their declared
 /// types, formats, enums and bounds (required ones must be there), and a JSON body against its

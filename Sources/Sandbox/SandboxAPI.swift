@@ -1,3 +1,4 @@
+import JSON
 /// The Floriday API stand-in: `/suppliers-api-{version}/...` and `/customers-api-{version}/...`.
 extension SandboxState {
     /// The API families; any version after the prefix is accepted, as the proxy forwards any.

@@ -1,3 +1,4 @@
+import JSON
 /// Control endpoints under `/_sandbox/`, without authentication: tests and people drive the
 /// sandbox over HTTP with them, e.g. in the docker-compose demo.
 ///

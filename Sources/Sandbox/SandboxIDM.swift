@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// The identity server: an Okta-style authorization server that serves its metadata and the
 /// OAuth2 client-credentials grant (RFC 6749 §4.4).

@@ -1,3 +1,4 @@
+import JSON
 /// One HTTP request as the sandbox sees it: the head plus the whole body.
 public struct SandboxRequest: Sendable {
     public var method: String

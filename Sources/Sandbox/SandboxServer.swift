@@ -1,6 +1,7 @@
 import EventLoop
 import HTTP1
 import HTTPServer
+import JSON
 import TLS
 
 /// The sandbox on the network: the routes of `SandboxState` served over HTTP/1.1, with TLS

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// What the sandbox remembers about a token it issued. The API trusts this record,
 /// never the token's own claims, so a token edited by hand or issued by an earlier

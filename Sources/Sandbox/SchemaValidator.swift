@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// Failing fields, in the order found, each with its messages: the `errors` member of an
 /// ASP.NET `ValidationProblemDetails`.

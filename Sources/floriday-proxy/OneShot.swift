@@ -4,6 +4,7 @@ import Dispatch
 import EventLoop
 import Foundation
 import HTTP1
+import JSON
 import Logging
 import Proxy
 import TLS
@@ -64,7 +65,7 @@ enum OneShot {
 
 /// The claims of a JWT, decoded without verifying the signature (for display only).
 struct JWTClaims {
-    let claims: [String: Any]
+    let claims: JSONValue
 
     init?(token: String) {
         let parts = token.split(separator: ".")
@@ -72,21 +73,27 @@ struct JWTClaims {
         var base64 = parts[1].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while base64.count % 4 != 0 { base64 += "=" }
         guard let data = Data(base64Encoded: base64),
-              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+              let json = try? JSONParser.parse(Array(data)), case .object = json else { return nil }
         claims = json
     }
 
     func string(_ key: String) -> String? {
-        switch claims[key] {
-        case let text as String: return text
-        case let list as [Any]: return list.map { "\($0)" }.joined(separator: " ")
-        case let number as NSNumber: return number.stringValue
-        default: return nil
+        guard let value = claims[key] else { return nil }
+        return Self.text(value)
+    }
+
+    private static func text(_ value: JSONValue) -> String? {
+        switch value {
+        case .string(let text): text
+        case .array(let items): items.map { text($0) ?? $0.serialized }.joined(separator: " ")
+        case .int(let number): String(number)
+        case .number(let text): text
+        default: nil
         }
     }
 
     func date(_ key: String) -> String? {
-        guard let seconds = (claims[key] as? NSNumber)?.doubleValue else { return nil }
+        guard let seconds = claims[key]?.doubleValue else { return nil }
         return ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: seconds))
     }
 }

@@ -3,6 +3,7 @@ import Auth
 import Config
 import EventLoop
 import Foundation
+import JSON
 import Logging
 import Proxy
 import Upstream
@@ -70,10 +71,10 @@ extension FloridayProxy {
         /// The organisation's name in an `/auth/key` answer (`organizationName`) or an
         /// `/identities` one (`organization.name` or `customerOrganization.name`).
         static func organizationName(_ body: [UInt8]) -> String? {
-            guard let json = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else { return nil }
-            if let name = json["organizationName"] as? String { return name }
+            guard let json = try? JSONParser.parse(body) else { return nil }
+            if let name = json["organizationName"]?.stringValue { return name }
             for key in ["organization", "customerOrganization"] {
-                if let name = (json[key] as? [String: Any])?["name"] as? String { return name }
+                if let name = json[key]?["name"]?.stringValue { return name }
             }
             return nil
         }

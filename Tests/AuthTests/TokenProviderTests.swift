@@ -176,6 +176,24 @@ import Testing
         #expect(result.failure?.message.contains("expires_in") == true)
     }
 
+    @Test func expiresInMustBeANumber() {
+        for value in [#""3600""#, "true", "null", "[3600]"] {
+            let (result, _) = parse(#"{"access_token":"t","token_type":"Bearer","expires_in":\#(value)}"#)
+            #expect(result.failure?.kind == .malformedResponse, "expires_in \(value)")
+        }
+    }
+
+    @Test func aBodyThatIsNotJSONIsMalformed() {
+        #expect(parse("<html>ok</html>").0.failure?.kind == .malformedResponse)
+        // A refusal without a JSON body is still a refusal, with the status in the message.
+        let (refused, _) = parse("Forbidden", status: 403)
+        #expect(refused.failure?.kind == .rejected)
+        #expect(refused.failure?.message == "IDM refused the token request: HTTP 403")
+        let (invalid, _) = parse(#"{"error":"invalid_client","error_description":"No client"}"#, status: 401)
+        #expect(invalid.failure?.kind == .invalidClient)
+        #expect(invalid.failure?.message == "IDM refused the token request: HTTP 401 invalid_client (No client)")
+    }
+
     @Test func expiresInOneSecond() throws {
         let (result, requested) = parse(#"{"access_token":"t","token_type":"Bearer","expires_in":1}"#)
         let token = try #require(result.success)
@@ -188,7 +206,7 @@ import Testing
     }
 
     @Test func aHugeExpiresInIsCappedAtAYear() throws {
-        for huge in ["1e12", "9223372036854775807", "1e300"] {
+        for huge in ["1e12", "9223372036854775807", "1e300", "1e999"] {
             let (result, requested) = parse(#"{"access_token":"t","token_type":"Bearer","expires_in":\#(huge)}"#)
             let token = try #require(result.success, "expires_in \(huge)")
             let year: UInt64 = 365 * 24 * 3600 * 1_000_000_000

@@ -1,5 +1,6 @@
 import Config
 import Foundation
+import JSON
 import Testing
 
 @testable import Sandbox

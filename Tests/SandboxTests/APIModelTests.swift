@@ -58,21 +58,6 @@ let customers = APICatalog.bundled.description(family: "customers-api", version:
     }
 }
 
-@Suite struct JSONParserTests {
-    @Test func parsesAndKeepsTypes() throws {
-        let value = try JSONParser.parse(Array(#" {"a":[1,-2.5e3,true,null,"\u00e9\ud83c\udf37\n"],"b":{}} "#.utf8))
-        #expect(value.serialized == #"{"a":[1,-2.5e3,true,null,"é🌷\n"],"b":{}}"#)
-    }
-
-    @Test func refusesMalformedJSON() {
-        for text in ["", "{", "[1,]", "01", "1.", "\"\u{01}\"", "tru", "{\"a\" 1}", "[1] x", "\"\\ud800\""] {
-            #expect(throws: JSONParser.Failure.self, "\(text)") { try JSONParser.parse(Array(text.utf8)) }
-        }
-        let deep = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
-        #expect(throws: JSONParser.Failure.self) { try JSONParser.parse(Array(deep.utf8)) }
-    }
-}
-
 @Suite struct ValidatorTests {
     @Test func formats() {
         #expect(SchemaValidator.isUUID("5b0d3c1e-8f7a-4e62-9d35-2c6a1f4b7e90"))

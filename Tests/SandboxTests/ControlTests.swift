@@ -106,9 +106,4 @@ import Testing
         #expect(pairs?.map(\.name) == ["a", "b", "c", "d"])
         #expect(pairs?.map(\.value) == ["1", "", "", "x=y"])
     }
-
-    @Test func jsonEscapes() {
-        let value: JSONValue = ["k\"": "line\nbreak\u{1}/é", "n": nil, "b": true, "a": [1, -2]]
-        #expect(value.serialized == #"{"k\"":"line\nbreak\u0001/é","n":null,"b":true,"a":[1,-2]}"#)
-    }
 }

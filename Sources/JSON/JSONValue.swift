@@ -1,10 +1,11 @@
-/// A minimal JSON writer.
+/// A JSON value (RFC 8259) and its writer.
 ///
-/// The sandbox writes its own JSON rather than using JSONSerialization so that
-/// object keys keep the order they are written in (responses then read like the
-/// real ones, and tests and people can diff them) and numbers and booleans never
-/// pass through NSNumber, whose bridging differs between platforms.
-enum JSONValue: Sendable, Equatable {
+/// Written rather than taken from Foundation's JSONSerialization so that object members
+/// keep the order they are written in (the sandbox's responses then read like the real
+/// ones, and tests and people can diff them), numbers and booleans never pass through
+/// NSNumber (whose bridging blurs `true` and `1` and differs between platforms), and the
+/// proxy's request path, which reads the IDM's token responses, needs no Foundation.
+public enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
     case int(Int)
@@ -14,17 +15,17 @@ enum JSONValue: Sendable, Equatable {
     case array([JSONValue])
     case object([(String, JSONValue)])
 
-    static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
+    public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
         lhs.serialized == rhs.serialized
     }
 
-    var serialized: String {
+    public var serialized: String {
         var out = ""
         write(to: &out)
         return out
     }
 
-    var bytes: [UInt8] { Array(serialized.utf8) }
+    public var bytes: [UInt8] { Array(serialized.utf8) }
 
     private func write(to out: inout String) {
         switch self {
@@ -75,11 +76,11 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral,
     ExpressibleByBooleanLiteral, ExpressibleByArrayLiteral, ExpressibleByNilLiteral,
     ExpressibleByDictionaryLiteral
 {
-    init(stringLiteral value: String) { self = .string(value) }
-    init(integerLiteral value: Int) { self = .int(value) }
-    init(booleanLiteral value: Bool) { self = .bool(value) }
-    init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
-    init(nilLiteral: ()) { self = .null }
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(integerLiteral value: Int) { self = .int(value) }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+    public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
+    public init(nilLiteral: ()) { self = .null }
     // A dictionary literal keeps its written order here, unlike a Dictionary.
-    init(dictionaryLiteral elements: (String, JSONValue)...) { self = .object(elements) }
+    public init(dictionaryLiteral elements: (String, JSONValue)...) { self = .object(elements) }
 }

@@ -1,20 +1,21 @@
-/// A strict RFC 8259 parser from bytes to `JSONValue`, for request bodies.
+/// A strict RFC 8259 parser from bytes to `JSONValue`: request bodies in the sandbox, token
+/// and metadata responses from the IDM.
 ///
 /// Written rather than borrowed from JSONSerialization because a validator must tell `true`
 /// from `1` and an integer from `1.0`, which NSNumber blurs. Object members keep their order;
 /// a repeated name is kept twice (RFC 8259 §4 leaves it open), and the validator reports it.
-enum JSONParser {
-    struct Failure: Error, Equatable, CustomStringConvertible {
+public enum JSONParser {
+    public struct Failure: Error, Equatable, CustomStringConvertible {
         /// Byte offset of the problem.
-        var offset: Int
-        var reason: String
-        var description: String { "\(reason) at byte \(offset)" }
+        public var offset: Int
+        public var reason: String
+        public var description: String { "\(reason) at byte \(offset)" }
     }
 
     /// Nesting deeper than this is refused, so a hostile body cannot exhaust the stack.
-    static let maximumDepth = 64
+    public static let maximumDepth = 64
 
-    static func parse(_ bytes: [UInt8]) throws(Failure) -> JSONValue {
+    public static func parse(_ bytes: [UInt8]) throws(Failure) -> JSONValue {
         var reader = Reader(bytes: bytes)
         reader.skipWhitespace()
         let value = try reader.value(depth: 0)
@@ -204,23 +205,32 @@ enum JSONParser {
 
 extension JSONValue {
     /// The member with this name, for objects.
-    subscript(key: String) -> JSONValue? {
+    public subscript(key: String) -> JSONValue? {
         guard case .object(let members) = self else { return nil }
         return members.first { $0.0 == key }?.1
     }
 
-    var stringValue: String? {
+    public var stringValue: String? {
         if case .string(let s) = self { return s }
         return nil
     }
 
-    var intValue: Int? {
+    public var intValue: Int? {
         if case .int(let i) = self { return i }
         return nil
     }
 
-    var arrayValue: [JSONValue]? {
+    public var arrayValue: [JSONValue]? {
         if case .array(let items) = self { return items }
         return nil
+    }
+
+    /// Any number, integer or not, as a Double (which may round a long one).
+    public var doubleValue: Double? {
+        switch self {
+        case .int(let i): Double(i)
+        case .number(let text): Double(text)
+        default: nil
+        }
     }
 }
