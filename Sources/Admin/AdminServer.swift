@@ -60,6 +60,8 @@ final class AdminHandler: HTTPServerHandler, @unchecked Sendable {
     let upstreamHTTP1Connections: Prometheus.Gauge
     let upstreamHTTP2Connections: Prometheus.Gauge
     let upstreamStreams: Prometheus.Gauge
+    let bodyBufferPeak: Prometheus.Gauge
+    let streamBufferPeak: Prometheus.Gauge
     let tokenExpiry: Prometheus.Gauge
     let handshakes: Prometheus.Counter
     let ready: Prometheus.Gauge
@@ -84,6 +86,10 @@ final class AdminHandler: HTTPServerHandler, @unchecked Sendable {
         upstreamHTTP2Connections = registry.makeGauge(name: "floriday_proxy_upstream_protocol_connections", labels: [("protocol", "h2")],
                                                       help: "Established connections to the API by protocol (ALPN).")
         upstreamStreams = registry.makeGauge(name: "floriday_proxy_upstream_streams_in_flight", help: "HTTP/2 streams open on the connections to the API.")
+        bodyBufferPeak = registry.makeGauge(name: "floriday_proxy_body_buffer_peak_bytes",
+                                            help: "The most body bytes one exchange has held at once since start (the 401 replay copy and the flow-control marks bound it).")
+        streamBufferPeak = registry.makeGauge(name: "floriday_proxy_upstream_stream_buffer_peak_bytes",
+                                              help: "The most response body bytes one HTTP/2 stream to the API has held at once since start (its receive window bounds it).")
         tokenExpiry = registry.makeGauge(name: "floriday_proxy_token_expiry_seconds", help: "Seconds until the cached access token expires (0: none cached).")
         handshakes = registry.makeCounter(name: "floriday_proxy_upstream_handshakes_total", help: "TLS handshakes with the API.")
         ready = registry.makeGauge(name: "floriday_proxy_ready", help: "Whether the latest readiness check (as /readyz) passed: 1, or not: 0.")
@@ -215,6 +221,8 @@ final class AdminHandler: HTTPServerHandler, @unchecked Sendable {
         upstreamHTTP1Connections.set(Int64(proxy.pools.stats.http1Connections))
         upstreamHTTP2Connections.set(Int64(proxy.pools.stats.http2Connections))
         upstreamStreams.set(Int64(proxy.pools.stats.http2StreamsInFlight))
+        bodyBufferPeak.set(Int64(proxy.stats.bodyBufferPeak))
+        streamBufferPeak.set(Int64(proxy.pools.stats.http2StreamBufferPeak))
         tokenExpiry.set(max(0, proxy.tokens.cachedToken?.secondsUntilExpiry ?? 0))
         ready.set(Int64(readinessState.withLock { $0.latest?.ready ?? false } ? 1 : 0))
         let total = proxy.pools.stats.handshakes

@@ -87,6 +87,13 @@ import Testing
         for expected in expectations {
             #expect(text.contains(expected), "missing: \(expected)")
         }
+        // The POST's 3 bytes were kept for the replay after the 401: the peak counts them.
+        let peakLine = text.split(separator: "\n").first { $0.hasPrefix("floriday_proxy_body_buffer_peak_bytes ") }
+        let peak = peakLine.flatMap { Double($0.split(separator: " ").last ?? "") } ?? -1
+        #expect(peak >= 3 && peak == Double(h.proxy.stats.bodyBufferPeak), "body buffer peak gauge: \(peakLine ?? "missing")")
+        // The sandbox speaks h2: its streams' peak is the pool's.
+        let streamPeak = Double(h.proxy.pools.stats.http2StreamBufferPeak)
+        #expect(text.contains("floriday_proxy_upstream_stream_buffer_peak_bytes \(streamPeak)\n"))
         // A one-hour token fetched moments ago.
         let expiryLine = text.split(separator: "\n").first { $0.hasPrefix("floriday_proxy_token_expiry_seconds ") }
         let expiry = expiryLine.flatMap { Double($0.split(separator: " ").last ?? "") } ?? -1
