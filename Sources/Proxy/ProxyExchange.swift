@@ -38,6 +38,8 @@ final class ProxyExchange: UpstreamResponseHandler {
     private var waiter: RateLimiter.Waiter?
     /// Waiting for the turn the shared store gave.
     private var sharedTimer: LoopTimer?
+    /// The shared bucket whose queue (in this replica) this request is in.
+    private var sharedQueue: String?
     private var waitStart: ContinuousClock.Instant?
     private var rateLimitWait: Duration?
 
@@ -87,6 +89,7 @@ final class ProxyExchange: UpstreamResponseHandler {
     }
 
     deinit {
+        leaveSharedQueue()
         context.stats.exchangeReleased()
     }
 
@@ -117,29 +120,46 @@ final class ProxyExchange: UpstreamResponseHandler {
             return awaitLocalTurn(limiter, endpoint)
         }
         let maxWait = limiter.policy.maxWait
-        shared.take(apiKey: organization.apiKey, endpoint: sharedEndpoint, maxWait: maxWait, on: client.loop) { [self] result in
+        let bucket = shared.bucketName(apiKey: organization.apiKey, endpoint: sharedEndpoint)
+        if let latestWait = shared.fullQueueWait(bucket: bucket, maxWaiting: limiter.policy.maxWaiting) {
+            return refuse(sharedEndpoint, retryAfter: Self.wholeSeconds(latestWait), queueFull: true)
+        }
+        shared.take(bucket: bucket, endpoint: sharedEndpoint, maxWait: maxWait, on: client.loop) { [self] result in
             guard state == .waitingForTurn else { return }
             switch result {
             case .success(.granted(let wait)) where wait <= .zero:
                 context.metrics.rateLimit(organization: organization.name, endpoint: endpoint.name, outcome: .admitted)
                 obtainToken()
             case .success(.granted(let wait)):
+                shared.enter(bucket: bucket, wait: wait)
+                sharedQueue = bucket
                 startWaiting(endpoint)
                 sharedTimer = client.loop.schedule(after: wait) { [self] in
                     guard state == .waitingForTurn, sharedTimer != nil else { return }
                     sharedTimer = nil
+                    leaveSharedQueue()
                     stopWaiting()
                     context.metrics.rateLimit(organization: organization.name, endpoint: endpoint.name, outcome: .waited)
                     obtainToken()
                 }
             case .success(.refused(let wait)):
-                let over = Double((wait - maxWait).nanoseconds) / 1e9
-                refuse(sharedEndpoint, retryAfter: max(1, Int(over.rounded(.up))), queueFull: false)
+                refuse(sharedEndpoint, retryAfter: Self.wholeSeconds(wait - maxWait), queueFull: false)
             case .failure:
                 // The store is away (or answered with an error): this replica's share, locally.
                 awaitLocalTurn(limiter, endpoint)
             }
         }
+    }
+
+    private func leaveSharedQueue() {
+        guard let bucket = sharedQueue, let shared = settings.shared else { return }
+        sharedQueue = nil
+        shared.leave(bucket: bucket)
+    }
+
+    /// `Retry-After` in whole seconds, at least 1 (RFC 9110 §10.2.3).
+    private static func wholeSeconds(_ duration: Duration) -> Int {
+        max(1, Int((Double(duration.nanoseconds) / 1e9).rounded(.up)))
     }
 
     private func awaitLocalTurn(_ limiter: RateLimiter, _ endpoint: Endpoint) {
@@ -443,6 +463,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             sharedTimer.cancel()
             stopWaiting()
         }
+        leaveSharedQueue()
         if case .malformedBody(let parseError) = error {
             problemKind = Problem.from(parseStatus: parseError.status, code: parseError.code, detail: parseError.message).kind
         }

@@ -21,12 +21,23 @@ public final class SharedRateBudget: @unchecked Sendable {
     private let logger: Logger
     private let probing = Atomic<Bool>(false)
     private let bucketNames = Mutex<[BucketName: String]>([:])
+    /// This replica's requests that the store told to wait, per bucket, until their turn.
+    /// Redis keeps no queue, only when the next token is due, so `rate_limit.max_waiting`
+    /// is enforced here: per replica.
+    private let queues = Mutex<[String: Queue]>([:])
     /// How often a store that is down is asked whether it is back.
     let probeInterval: Duration
 
     private struct BucketName: Hashable {
         var apiKey: String
         var endpoint: String
+    }
+
+    private struct Queue {
+        var count = 0
+        /// The wait the store gave the latest of them: about how long the queue takes to
+        /// move (for `Retry-After` when it is full).
+        var latestWait = Duration.zero
     }
 
     public init(endpoint: RedisEndpoint, replicas: Int, loops: [EventLoop], timeout: Duration,
@@ -66,11 +77,41 @@ public final class SharedRateBudget: @unchecked Sendable {
         return name
     }
 
-    /// Takes a token from the shared bucket of `apiKey` at `endpoint` (with the limit of the
-    /// whole budget, not this replica's share). Call on `loop`; `completion` runs there. A failure: shape locally.
-    func take(apiKey: String, endpoint: Endpoint, maxWait: Duration, on loop: EventLoop,
+    /// Asked before the store: when `maxWaiting` requests of this replica already wait for
+    /// `bucket`, the wait the latest of them was given (the request is refused without asking
+    /// Redis); nil otherwise. Requests whose answer is on its way when the queue fills still
+    /// join it (their tokens are reserved), so it can hold a few more than `maxWaiting`.
+    func fullQueueWait(bucket: String, maxWaiting: Int) -> Duration? {
+        queues.withLock { queues in
+            guard let queue = queues[bucket], queue.count >= maxWaiting else { return nil }
+            return queue.latestWait
+        }
+    }
+
+    /// The store told a request to wait `wait` for `bucket`: it is in the queue until `leave`.
+    func enter(bucket: String, wait: Duration) {
+        queues.withLock { queues in
+            var queue = queues[bucket] ?? Queue()
+            queue.count += 1
+            queue.latestWait = wait
+            queues[bucket] = queue
+        }
+    }
+
+    func leave(bucket: String) {
+        queues.withLock { queues in
+            guard var queue = queues[bucket] else { return }
+            queue.count -= 1
+            queues[bucket] = queue.count > 0 ? queue : nil
+        }
+    }
+
+    /// Takes a token from the shared `bucket` (of an API key at `endpoint`, with the limit of
+    /// the whole budget, not this replica's share). Call on `loop`; `completion` runs there.
+    /// A failure: shape locally.
+    func take(bucket: String, endpoint: Endpoint, maxWait: Duration, on loop: EventLoop,
               completion: @escaping (Result<SharedTokenBuckets.Answer, RedisError>) -> Void) {
-        store.take(bucket: bucketName(apiKey: apiKey, endpoint: endpoint), rate: endpoint.limit.rate, burst: endpoint.limit.burst,
+        store.take(bucket: bucket, rate: endpoint.limit.rate, burst: endpoint.limit.burst,
                    reserve: endpoint.limit.reserve, maxWait: maxWait, on: loop, completion: completion)
     }
 

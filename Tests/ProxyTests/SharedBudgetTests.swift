@@ -28,7 +28,8 @@ struct SharedBudgetTests {
         let holders: [PrometheusRegistryHolder]
         private let caFile: String
 
-        init(count: Int, limit: BucketLimit, sandbox sandboxLimit: BucketLimit? = nil, connectTimeout: Duration = .seconds(1)) throws {
+        init(count: Int, limit: BucketLimit, sandbox sandboxLimit: BucketLimit? = nil, connectTimeout: Duration = .seconds(1),
+             configure: (inout ProxyConfig) -> Void = { _ in }) throws {
             ignoreSIGPIPE()
             redis = try RedisServer()
             self.sandboxLimit = SandboxRateLimit(rules: [EndpointRule(methods: ["GET"], path: SharedBudgetTests.glob, limit: sandboxLimit ?? limit)])
@@ -44,6 +45,7 @@ struct SharedBudgetTests {
             config.rateLimit.endpoints = [.init(methods: ["GET"], path: SharedBudgetTests.glob, rate: limit.rate, burst: Int(limit.burst))]
             config.timeouts.connect = connectTimeout
             config.timeouts.request = .seconds(30)
+            configure(&config)
             var proxies: [ProxyServer] = [], logs: [LogCapture] = [], holders: [PrometheusRegistryHolder] = []
             for _ in 0..<count {
                 let capture = LogCapture()
@@ -186,6 +188,35 @@ struct SharedBudgetTests {
         #expect(again.status == 200 && again.seconds < 0.25, "took \(again.seconds) s")
         r.redis.resume()
         #expect(eventually(timeout: 10) { r.proxies[0].sharedBudget?.isUp == true })
+    }
+
+    @Test func maxWaitingBoundsTheRequestsWaitingInAReplica() throws {
+        // 0.5/s, burst 1: the first goes at once, each next one waits 2 s longer. (The sandbox
+        // is lenient here: pacing is another test's subject.)
+        let r = try Replicas(count: 1, limit: BucketLimit(rate: 0.5, burst: 1), sandbox: BucketLimit(rate: 10, burst: 10)) {
+            $0.rateLimit.maxWaiting = 2
+        }
+        try r.warmUp()
+        let proxy = r.proxies[0]
+        func waiting() -> Int { proxy.organizationStatus().reduce(0) { $0 + $1.waiting } }
+        #expect(try r.get(0).status == 200)
+        let waiters = try (0..<2).map { _ in try TestClient(port: proxy.localAddress.port, timeout: 30) }
+        for (index, client) in waiters.enumerated() {
+            try client.send("GET \(Self.path) HTTP/1.1\r\nHost: proxy.test\r\n\r\n")
+            #expect(eventually { waiting() == index + 1 })
+        }
+        // Two wait in this replica: the third is refused at once, without asking Redis, with
+        // about the latest one's wait (4 s) as Retry-After.
+        let refused = try TestClient(port: proxy.localAddress.port).request("GET", Self.path)
+        #expect(refused.status == 429)
+        #expect(refused.json["reason"] as? String == "queue-full")
+        #expect(refused.header("retry-after").flatMap(Int.init).map { (3...4).contains($0) } == true, "\(refused.header("retry-after") ?? "none")")
+        for client in waiters { #expect(try client.readResponse().status == 200) }
+        // The queue is empty again: the next one waits for its turn instead of being refused.
+        #expect(waiting() == 0)
+        #expect(try r.get(0).status == 200)
+        // The refused one was never forwarded.
+        #expect(r.arrivals.count == 4)
     }
 
     @Test func aFloriday429SeenByOneReplicaMakesTheOthersWait() throws {
