@@ -108,6 +108,7 @@ final class HTTP1MessageParser<Kind: HTTP1MessageKind>: @unchecked Sendable {
         case needInput
         case head(Kind.Head)
         case body(start: Int, count: Int)
+        case trailers(HTTPHeaders)
         case end
     }
 
@@ -156,6 +157,8 @@ final class HTTP1MessageParser<Kind: HTTP1MessageKind>: @unchecked Sendable {
                 action = try onEvent(.head(head))
             case .body(let start, let count):
                 action = try onEvent(.body(UnsafeRawBufferPointer(rebasing: input[start..<start + count])))
+            case .trailers(let fields):
+                action = try onEvent(.trailers(fields))
             case .end:
                 action = try onEvent(.end)
             }
@@ -221,9 +224,10 @@ final class HTTP1MessageParser<Kind: HTTP1MessageKind>: @unchecked Sendable {
                     offset = count
                     return .needInput
                 }
-                try validateTrailers(input, start: start, end: end)
+                let fields = try parseTrailers(input, start: start, end: end)
                 offset = end
                 state = .end
+                if !fields.isEmpty { return .trailers(fields) }
             case .chunkSize, .chunkExtension, .chunkSizeLF, .chunkDataCR, .chunkDataLF:
                 guard offset < count else { return .needInput }
                 try scanChunkFraming(input, &offset)
@@ -365,19 +369,17 @@ final class HTTP1MessageParser<Kind: HTTP1MessageKind>: @unchecked Sendable {
         }
     }
 
-    /// Trailer fields get the head's checks and are dropped: the proxy does not relay them,
-    /// and RFC 9110 §6.5.1 lets a recipient discard them.
-    private func validateTrailers(_ input: UnsafeRawBufferPointer, start: Int, end: Int) throws(HTTP1ParseError) {
-        if scanner.lineCount > 0 {
-            if scanner.isEmpty {
-                try validateFields(input.baseAddress! + start, from: 0, to: end - start - 2)
-            } else {
-                scanner.append(UnsafeRawBufferPointer(rebasing: input[start..<end]))
-                try scanner.withBuffer { bytes throws(HTTP1ParseError) in
-                    try validateFields(bytes.baseAddress!, from: 0, to: bytes.count - 2)
-                }
-            }
+    /// Trailer fields, with the head's checks (RFC 9112 §7.1.2).
+    private func parseTrailers(_ input: UnsafeRawBufferPointer, start: Int, end: Int) throws(HTTP1ParseError) -> HTTPHeaders {
+        defer { scanner.reset() }
+        let count = scanner.lineCount
+        guard count > 0 else { return HTTPHeaders() }
+        if scanner.isEmpty {
+            return try parseFields(input.baseAddress! + start, from: 0, to: end - start - 2, expectedCount: count).0
         }
-        scanner.reset()
+        scanner.append(UnsafeRawBufferPointer(rebasing: input[start..<end]))
+        return try scanner.withBuffer { bytes throws(HTTP1ParseError) in
+            try parseFields(bytes.baseAddress!, from: 0, to: bytes.count - 2, expectedCount: count).0
+        }
     }
 }

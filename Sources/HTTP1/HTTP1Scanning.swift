@@ -321,16 +321,6 @@ func fieldNameArray(_ name: UnsafeRawBufferPointer) -> [UInt8] {
     commonFieldNames.array(for: name)
 }
 
-/// Validates trailer field lines (RFC 9112 §7.1.2) with the head's rules, keeping nothing.
-func validateFields(_ base: UnsafeRawPointer, from: Int, to end: Int) throws(HTTP1ParseError) {
-    var lineStart = from
-    while lineStart < end {
-        let lf = findByte(ASCII.lf, in: base, from: lineStart, to: end) ?? end
-        _ = try parseFieldLine(base, start: lineStart, end: lf - 1)
-        lineStart = lf + 1
-    }
-}
-
 // MARK: Start-line pieces and framing values
 
 /// `HTTP-version = "HTTP" "/" DIGIT "." DIGIT` (RFC 9112 §2.3, case-sensitive) at

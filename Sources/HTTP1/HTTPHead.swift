@@ -150,6 +150,9 @@ public enum HTTP1ParseEvent<Head> {
     /// Body bytes with transfer framing removed. They point into the caller's input and are
     /// valid only during the callback.
     case body(UnsafeRawBufferPointer)
+    /// The trailer section of a chunked body (RFC 9112 §7.1.2), when it has fields; `.end`
+    /// follows. Whether to pass it on is the recipient's choice (RFC 9110 §6.5.1).
+    case trailers(HTTPHeaders)
     case end
 }
 

@@ -199,6 +199,10 @@ public final class HTTP1ServerConnection: ByteStreamDelegate, ExchangeTransport,
                         if self.readTimerMode == .body { self.readTimer.schedule(after: self.settings.bodyStallTimeout) }
                         self.current?.deliverBody(chunk)
                         return .proceed
+                    case .trailers:
+                        // A request's trailer section is checked and not relayed (RFC 9110
+                        // §6.5.1 allows that; the API uses none).
+                        return .proceed
                     case .end:
                         guard let exchange = self.current else { return .proceed }
                         self.setReadTimer(.none)

@@ -11,7 +11,8 @@ public protocol UpstreamResponseHandler: AnyObject {
     func upstreamFailed(_ error: UpstreamError)
     /// The request side drained its write buffer: more body may be written.
     func upstreamWritable()
-    /// A trailer section, just before `upstreamResponseEnd` (HTTP/2 responses only).
+    /// A trailer section, just before `upstreamResponseEnd` (chunked HTTP/1.1 responses and
+    /// HTTP/2 responses).
     func upstreamResponseTrailers(_ fields: [HTTPField])
 }
 
@@ -187,6 +188,9 @@ public final class HTTP1ClientConnection: ByteStreamDelegate, @unchecked Sendabl
                             if !self.readPaused { self.arm(self.timeouts.bodyStall, phase: "reading the response body") }
                             self.handler?.upstreamResponseBody(chunk)
                         }
+                        return .proceed
+                    case .trailers(let fields):
+                        if self.responseHeadSeen { self.handler?.upstreamResponseTrailers(fields.fields) }
                         return .proceed
                     case .end:
                         if self.responseHeadSeen {

@@ -49,9 +49,10 @@ import Testing
             + "0;last=1\r\nX-Checksum: abc\r\nX-Other: 1\r\n\r\n"
         for step in [nil, 1, 2, 3, 7] as [Int?] {
             let events = try parseRequests(text, step: step)
-            #expect(events.count == 3)
+            #expect(events.count == 4)
             #expect(events[1] == .body(bytes("hello world, and more")))
-            #expect(events[2] == .end)
+            #expect(events[2] == .trailers([HTTPField("X-Checksum", "abc"), HTTPField("X-Other", "1")]))
+            #expect(events[3] == .end)
         }
     }
 
@@ -97,7 +98,8 @@ import Testing
             + "PUT /b HTTP/1.1\r\nHost: example.com\r\nContent-Length: 12\r\n\r\nhello, world"
             + "GET /c HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
         let whole = try parseRequests(text)
-        #expect(whole.count == 8)
+        #expect(whole.count == 9)
+        #expect(whole.contains(.trailers([HTTPField("Trailer-A", "x")])))
         for step in [1, 2, 5, 13, 64] {
             #expect(try parseRequests(text, step: step) == whole, "step \(step)")
         }
@@ -316,7 +318,7 @@ import Testing
                         switch event {
                         case .head: self.seen.append((self.parser.bodyFraming, self.parser.isIdle))
                         case .end: self.seen.append((self.parser.bodyFraming, self.parser.isIdle))
-                        case .body: break
+                        case .body, .trailers: break
                         }
                         return .proceed
                     }

@@ -13,8 +13,11 @@ import Testing
         let text = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n5;x=y\r\npedia\r\n0\r\nExpires: never\r\n\r\n"
         for step in [nil, 1, 3] as [Int?] {
             let events = try parseResponses(text, step: step)
-            #expect(events.dropFirst() == [.body(bytes("Wikipedia")), .end])
+            #expect(events.dropFirst() == [.body(bytes("Wikipedia")), .trailers([HTTPField("Expires", "never")]), .end])
         }
+        // An empty trailer section: no trailers event.
+        let plain = try parseResponses("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+        #expect(plain.dropFirst() == [.body(bytes("ok")), .end])
     }
 
     @Test func finalCodingDecidesFraming() throws {
@@ -114,7 +117,7 @@ import Testing
                         switch event {
                         case .head: self.framings.append(self.parser.bodyFraming)
                         case .end: self.parser.requestMethod = "HEAD"
-                        case .body: break
+                        case .body, .trailers: break
                         }
                         return .proceed
                     }

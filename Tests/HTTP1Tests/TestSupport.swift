@@ -5,6 +5,7 @@ import Testing
 enum Event<Head: Equatable>: Equatable {
     case head(Head)
     case body([UInt8])
+    case trailers([HTTPField])
     case end
 }
 
@@ -25,6 +26,8 @@ func record<Head>(_ event: HTTP1ParseEvent<Head>, into events: inout [Event<Head
         } else {
             events.append(.body(Array(chunk)))
         }
+    case .trailers(let fields):
+        events.append(.trailers(fields.fields))
     case .end:
         events.append(.end)
     }

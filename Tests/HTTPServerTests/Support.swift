@@ -60,6 +60,7 @@ final class Client {
                     switch event {
                     case .head(let h): if h.status >= 200 { head = h }
                     case .body(let bytes): body.append(contentsOf: bytes)
+                    case .trailers: break
                     case .end: if head != nil { done = true; return .pause }
                     }
                     return .proceed

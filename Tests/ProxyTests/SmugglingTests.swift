@@ -430,6 +430,47 @@ import Testing
         }
     }
 
+    @Test func trailersOfAChunkedResponseAreRelayedAndTheConnectionStaysUsable() throws {
+        let fake = try FakeUpstream { connection in
+            while connection.readRequest() != nil {
+                // RFC 9112 §7.1.2: the trailer section after the last chunk. Content-Length and
+                // Connection there are dropped on the way (hop-by-hop, or framing).
+                connection.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n"
+                    + "5\r\nhello\r\n0\r\nX-Checksum: abc123\r\nContent-Length: 5\r\nConnection: close\r\nServer-Timing: db;dur=53\r\n\r\n")
+            }
+        }
+        defer { fake.stop() }
+        let h = try Harness(api: fake)
+        let client = try h.client()
+        for _ in 0..<2 {
+            let response = try client.request("GET", "/suppliers-api-2026v1/_sandbox/echo/x")
+            #expect(response.status == 200)
+            #expect(response.header("transfer-encoding") == "chunked")
+            #expect(response.bodyString == "hello")
+            #expect(response.trailers.fields == [HTTPField("X-Checksum", "abc123"), HTTPField("Server-Timing", "db;dur=53")])
+        }
+        // Both on one upstream connection: the framing was read right.
+        #expect(fake.connections == 1)
+    }
+
+    @Test func aMalformedTrailerBreaksTheClientResponse() throws {
+        for (name, trailer) in [("space before the colon", "X-Bad : 1\r\n"), ("obs-fold", "X-A: 1\r\n folded\r\n"), ("bare LF", "X-A: 1\n")] {
+            let fake = try FakeUpstream { connection in
+                guard connection.readRequest() != nil else { return }
+                connection.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\(trailer)\r\n")
+                connection.pause(0.2)
+            }
+            defer { fake.stop() }
+            let h = try Harness(api: fake)
+            let client = try h.client()
+            try client.send("GET /suppliers-api-2026v1/_sandbox/echo/x HTTP/1.1\r\nHost: p\r\n\r\n")
+            let raw = try readResponseOrClose(client)
+            // The head and body went out before the trailer section arrived: the message must
+            // end as broken, never as complete.
+            expectBrokenOr502(raw, name)
+        }
+    }
+
     @Test func responseWithoutLengthIsReadToCloseAndRelayed() throws {
         let text = "hello, close-delimited world"
         let fake = try FakeUpstream { connection in
@@ -947,6 +988,7 @@ private func classify(_ raw: [UInt8], method: String = "GET", atEOF: Bool = true
                 switch event {
                 case .head(let h): if h.status >= 200 { head = h }
                 case .body(let b): body += b
+                case .trailers: break
                 case .end: if head != nil { ended = true; return .pause }
                 }
                 return .proceed
@@ -1127,6 +1169,7 @@ final class FakeConnection: @unchecked Sendable {
                             switch event {
                             case .head(let h): head = h
                             case .body(let b): body += b
+                            case .trailers: break
                             case .end:
                                 done = true
                                 return .pause

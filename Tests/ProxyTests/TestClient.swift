@@ -13,6 +13,8 @@ final class TestClient {
         var status: Int
         var headers: HTTPHeaders
         var body: [UInt8]
+        /// The trailer section of a chunked response.
+        var trailers = HTTPHeaders()
         var bodyString: String { String(decoding: body, as: UTF8.self) }
         func header(_ name: String) -> String? { headers.firstString(name) }
         var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] ?? [:] }
@@ -87,6 +89,7 @@ final class TestClient {
         parser.requestMethod = method
         var head: HTTPResponseHead?
         var body: [UInt8] = []
+        var trailers = HTTPHeaders()
         var done = false
         while !done {
             guard let chunk = try readSome() else {
@@ -105,6 +108,8 @@ final class TestClient {
                         if h.status >= 200 { head = h }
                     case .body(let bytes):
                         if let onBody { onBody(bytes) } else { body.append(contentsOf: bytes) }
+                    case .trailers(let fields):
+                        if head != nil { trailers = fields }
                     case .end:
                         if head != nil { done = true; return .pause }
                     }
@@ -113,7 +118,7 @@ final class TestClient {
             }
             if consumed < chunk.count { pending = Array(chunk[consumed...]) }
         }
-        return Response(status: head!.status, headers: head!.headers, body: body)
+        return Response(status: head!.status, headers: head!.headers, body: body, trailers: trailers)
     }
 
     func request(_ method: String, _ target: String, headers: [(String, String)] = [], body: [UInt8]? = nil,
