@@ -10,9 +10,10 @@ import TLS
 /// by every replica that names the same server (`SharedBucketStore`: one Lua script, run
 /// with `EVALSHA`, per request; the bucket's name is a hash of the API key and the endpoint).
 ///
-/// While Redis does not answer (refused, lost, or slower than `timeouts.connect`), requests are
-/// shaped by the replica's local buckets at `1 / rate_limit.replicas` of every limit, and a
-/// `PING` once a second finds out when it is back; requests then use Redis again. Each change
+/// While Redis does not answer (refused, lost, or slower than `timeouts.connect`) or cannot run
+/// the script (read-only, out of memory, loading), requests are shaped by the replica's local
+/// buckets at `1 / rate_limit.replicas` of every limit, and the script run on a probe key once
+/// a second finds out when it works again; requests then use Redis again. Each change
 /// is logged once and shows in `/readyz` and `floriday_proxy_rate_limit_store_up`.
 public final class SharedRateBudget: @unchecked Sendable {
     let store: SharedBucketStore
@@ -139,7 +140,8 @@ public final class SharedRateBudget: @unchecked Sendable {
         }
     }
 
-    /// While the store is down: a `PING` every `probeInterval` from the first loop.
+    /// While the store is down: a probe (`SharedBucketStore.probe`) every `probeInterval` from
+    /// the first loop.
     private func startProbing() {
         guard probing.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
         let loop = loops[0]
@@ -152,7 +154,7 @@ public final class SharedRateBudget: @unchecked Sendable {
                     if !self.isUp { self.startProbing() }
                     return
                 }
-                self.store.ping(on: loop) { [weak self] _ in
+                self.store.probe(on: loop) { [weak self] _ in
                     guard let self else { return }
                     if self.isUp {
                         self.probing.store(false, ordering: .relaxed)

@@ -58,6 +58,15 @@ public enum RedisError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The client was closed.
     case closed
 
+    /// An error reply that is about the server, not the command: it refuses writes (a read-only
+    /// replica after a failover, too few replicas, a failed snapshot), is out of memory, still
+    /// loading its data, or busy with a script. Every request would meet it.
+    public var isServerWide: Bool {
+        guard case .server(let message) = self else { return false }
+        let code = message.prefix { $0 != " " }
+        return ["READONLY", "OOM", "NOREPLICAS", "MISCONF", "LOADING", "BUSY", "MASTERDOWN"].contains(code)
+    }
+
     public var description: String {
         switch self {
         case .connect(let why): return "cannot connect to Redis: \(why)"

@@ -7,8 +7,9 @@ import TLS
 /// that never contain an API key, and whether the store is usable now.
 ///
 /// The store is *down* after a command failed on the way (connect, lost connection,
-/// timeout): the caller then shapes with its own buckets. It is *up* again after the next
-/// command that got an answer; while down, each loop's client tries to connect again at most
+/// timeout) or Redis answered with an error about itself rather than the command (read-only,
+/// out of memory, loading: `RedisError.isServerWide`): the caller then shapes with its own
+/// buckets. It is *up* again after the next command that worked; while down, each loop's client tries to connect again at most
 /// once per `reconnectDelay` and fails fast in between, so requests do not wait on a dead
 /// server. `onChange` hears each change once (for the log line, the readiness detail and
 /// the metric), on the loop that saw it.
@@ -87,18 +88,19 @@ public final class SharedBucketStore: @unchecked Sendable {
         }
     }
 
-    /// Sends `PING` on `loop`'s client and notes the outcome: how a store that is down finds
-    /// out that it is back without a request paying for the attempt. Call on `loop`.
-    public func ping(on loop: EventLoop, completion: @escaping (Result<Void, RedisError>) -> Void = { _ in }) {
-        buckets(on: loop).client.send(["PING"]) { [self] result in
-            let outcome: Result<Void, RedisError> = result.flatMap { reply in
-                if case .error(let message) = reply { return .failure(.server(message)) }
-                return .success(())
-            }
+    /// Runs the bucket script on a key of its own on `loop`'s client and notes the outcome:
+    /// how a store that is down finds out that it is back without a request paying for the
+    /// attempt. Not `PING`: a read-only replica or a server out of memory answers that, but
+    /// not the script every request needs. Call on `loop`.
+    public func probe(on loop: EventLoop, completion: @escaping (Result<Void, RedisError>) -> Void = { _ in }) {
+        buckets(on: loop).take(key: Self.probeKey, rate: 1000, burst: 1000, maxWait: .zero) { [self] result in
+            let outcome = result.map { _ in () }
             observe(outcome)
             completion(outcome)
         }
     }
+
+    static let probeKey = "floriday-proxy:probe"
 
     /// Closes every loop's client (on its loop).
     public func close() {
@@ -124,7 +126,8 @@ public final class SharedBucketStore: @unchecked Sendable {
         let now: Health
         switch result {
         case .success: now = .up
-        // Redis answered, with an error: it is there, and the error is the caller's.
+        case .failure(let error) where error.isServerWide: now = .down(reason: error.description)
+        // Any other error answer: Redis is there, and the error is the command's.
         case .failure(.server): now = .up
         case .failure(.closed): return
         case .failure(let error): now = .down(reason: error.description)

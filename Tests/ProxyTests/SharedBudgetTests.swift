@@ -173,6 +173,32 @@ struct SharedBudgetTests {
         #expect(r.sandboxLimit.refused == 0)
     }
 
+    @Test func aRedisThatRefusesWritesIsLeftForLocalBucketsAndTheProbeBringsItBack() throws {
+        let r = try Replicas(count: 1, limit: BucketLimit(rate: 20, burst: 4))
+        try r.warmUp()
+        #expect(try r.burst(4) == [200: 4])
+        let proxy = r.proxies[0]
+        #expect(proxy.sharedBudget?.isUp == true)
+
+        // As a replica after a failover would: Redis answers, PING passes, writes are refused.
+        #expect(try Self.redis(port: r.redis.port, ["CONFIG", "SET", "min-replicas-to-write", "1"]) == .status("OK"))
+        Thread.sleep(forTimeInterval: 0.3)   // the sandbox's bucket refills
+        #expect(try r.burst(4) == [200: 4])
+        #expect(proxy.sharedBudget?.isUp == false)
+        let downLines = r.logs[0].all.filter { $0.contains("rate_limit.store.down") }
+        #expect(downLines.count == 1 && downLines[0].contains("NOREPLICAS"), "\(downLines)")
+        // While down, the probe keeps failing: still down a second later, logged once.
+        Thread.sleep(forTimeInterval: 1.5)
+        #expect(proxy.sharedBudget?.isUp == false)
+        #expect(r.logs[0].all.filter { $0.contains("rate_limit.store.down") }.count == 1)
+
+        #expect(try Self.redis(port: r.redis.port, ["CONFIG", "SET", "min-replicas-to-write", "0"]) == .status("OK"))
+        #expect(eventually(timeout: 10) { proxy.sharedBudget?.isUp == true })
+        #expect(eventually { r.logs[0].all.contains { $0.contains("rate_limit.store.up") } })
+        #expect(try r.burst(4) == [200: 4])
+        #expect(r.sandboxLimit.refused == 0)
+    }
+
     @Test func aSlowRedisIsLeftForLocalBucketsWithinTheConnectTimeout() throws {
         let r = try Replicas(count: 2, limit: BucketLimit(rate: 20, burst: 4), connectTimeout: .milliseconds(300))
         try r.warmUp()

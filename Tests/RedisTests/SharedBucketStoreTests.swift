@@ -59,6 +59,61 @@ import Testing
         store.close()
     }
 
+    @Test func errorsAboutTheServerAreServerWideAndOthersAreNot() {
+        for message in ["READONLY You can't write against a read only replica.", "OOM command not allowed when used memory > 'maxmemory'.",
+                        "NOREPLICAS Not enough good replicas to write.", "LOADING Redis is loading the dataset in memory",
+                        "MISCONF Redis is configured to save RDB snapshots", "BUSY Redis is busy running a script.", "MASTERDOWN Link with MASTER is down"] {
+            #expect(RedisError.server(message).isServerWide, "\(message)")
+        }
+        for error in [RedisError.server("WRONGTYPE Operation against a key holding the wrong kind of value"),
+                      .server("ERR Error running script"), .server("NOSCRIPT No matching script."), .server("READONLYX"),
+                      .timeout, .connect("refused")] {
+            #expect(!error.isServerWide, "\(error)")
+        }
+    }
+
+    /// A Redis that answers but cannot run the script (it refuses writes, like a replica after a
+    /// failover) is down for the store; `PING` would still pass, the probe does not.
+    @Test func aRedisThatRefusesWritesIsDownUntilTheProbeWorksAgain() throws {
+        let server = try RedisServer()
+        let changes = Locked<[SharedBucketStore.Health]>([])
+        let store = SharedBucketStore(endpoint: try RedisEndpoint(url: server.url), loops: group.loops, timeout: .seconds(2),
+                                      reconnectDelay: .zero) { health in changes.withLock { $0.append(health) } }
+        let admin = try RedisClient.make(server.url, loop: group.loops[1])
+        #expect(take(store, loop: 0) == .success(.granted(wait: .zero)))
+
+        #expect((try? admin.call("CONFIG", "SET", "min-replicas-to-write", "1").get()) == .status("OK"))
+        guard case .failure(let error) = take(store, loop: 0), error.isServerWide else {
+            Issue.record("with writes refused, a take must fail with a server-wide error")
+            return
+        }
+        guard case .down(let reason) = store.health else {
+            Issue.record("the store must be down")
+            return
+        }
+        #expect(reason.contains("NOREPLICAS"))
+        #expect(changes.withLock { $0.count } == 1)
+        // Redis still answers PING; the probe runs the script and fails.
+        #expect((try? admin.call("PING").get()) == .status("PONG"))
+        let loop = group.loops[0]
+        guard case .failure = awaitOn(loop, { done in store.probe(on: loop, completion: done) }) else {
+            Issue.record("the probe must fail while writes are refused")
+            return
+        }
+        #expect(changes.withLock { $0.count } == 1)
+
+        #expect((try? admin.call("CONFIG", "SET", "min-replicas-to-write", "0").get()) == .status("OK"))
+        guard case .success = awaitOn(loop, { done in store.probe(on: loop, completion: done) }) else {
+            Issue.record("the probe must pass again")
+            return
+        }
+        #expect(store.health == .up)
+        #expect(changes.withLock { $0 }.last == .up)
+        #expect(take(store, loop: 1) == .success(.granted(wait: .zero)))
+        store.close()
+        onLoop(group.loops[1]) { admin.close() }
+    }
+
     @Test func drainingThroughOneLoopIsSeenByTheOther() throws {
         let server = try RedisServer()
         let store = SharedBucketStore(endpoint: try RedisEndpoint(url: server.url), loops: group.loops, timeout: .seconds(2))
