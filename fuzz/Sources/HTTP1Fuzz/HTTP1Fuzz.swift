@@ -77,6 +77,7 @@ extension HTTP1ResponseParser: FuzzedParser {
 enum Recorded<Head: Equatable>: Equatable {
     case head(Head, HTTP1BodyFraming)
     case body([UInt8])
+    case trailers([HTTPField])
     case end
 }
 
@@ -128,6 +129,12 @@ struct Recorder<Head: Equatable> {
             } else {
                 outcome.events.append(.body(Array(bytes)))
             }
+        case .trailers(let fields):
+            if !inMessage { violated("trailers outside a message") }
+            if framing != .chunked { violated("trailers in a message that is not chunked") }
+            if fields.isEmpty { violated("an empty trailers event") }
+            if case .trailers = outcome.events.last { violated("two trailer sections") }
+            outcome.events.append(.trailers(fields.fields))
         case .end:
             if !inMessage { violated("end outside a message") }
             if case .contentLength(let length) = framing, bodyBytes != length {
