@@ -9,6 +9,7 @@ import Redis
 import Sandbox
 import TestSupport
 import Testing
+import TLS
 
 /// Several replicas sharing one rate budget through a real `redis-server` on loopback, in
 /// front of one sandbox that enforces the same limit as Floriday would. Real time: the
@@ -27,19 +28,34 @@ struct SharedBudgetTests {
         let logs: [LogCapture]
         let holders: [PrometheusRegistryHolder]
         private let caFile: String
+        private var files: [String] = []
 
+        /// `redisTLS`: Redis speaks only TLS (`rediss://`, with a password), its certificate from
+        /// a CA of its own that `ca_file` names beside the sandbox's.
         init(count: Int, limit: BucketLimit, sandbox sandboxLimit: BucketLimit? = nil, connectTimeout: Duration = .seconds(1),
-             configure: (inout ProxyConfig) -> Void = { _ in }) throws {
+             redisTLS: Bool = false, configure: (inout ProxyConfig) -> Void = { _ in }) throws {
             ignoreSIGPIPE()
-            redis = try RedisServer()
+            var extraCA = ""
+            if redisTLS {
+                let ca = try CertificateFactory.makeCertificateAuthority(commonName: "floriday-proxy shared budget test CA")
+                let leaf = try CertificateFactory.makeLeaf(signedBy: ca, dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"])
+                let certificate = try CertificateFactory.writeTemporaryFile(leaf.certificatePEM)
+                let key = try CertificateFactory.writeTemporaryFile(leaf.privateKeyPEM)
+                let caPath = try CertificateFactory.writeTemporaryFile(ca.certificatePEM)
+                files = [certificate, key, caPath]
+                redis = try RedisServer(password: "budget-pass", tls: (certificate, key, caPath))
+                extraCA = ca.certificatePEM
+            } else {
+                redis = try RedisServer()
+            }
             self.sandboxLimit = SandboxRateLimit(rules: [EndpointRule(methods: ["GET"], path: SharedBudgetTests.glob, limit: sandboxLimit ?? limit)])
             self.sandboxLimit.recordsArrivals = true
             sandbox = try SandboxServer(state: SandboxState(), address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true, rateLimit: self.sandboxLimit)
             caFile = NSTemporaryDirectory() + "floriday-proxy-test-ca-\(UUID().uuidString).pem"
-            try sandbox.certificateAuthorityPEM!.write(toFile: caFile, atomically: true, encoding: .utf8)
+            try (sandbox.certificateAuthorityPEM! + extraCA).write(toFile: caFile, atomically: true, encoding: .utf8)
             var config = Harness.config(for: sandbox, caFile: caFile)
             config.rateLimit.enabled = true
-            config.rateLimit.store = .redis(RedisEndpoint(host: "127.0.0.1", port: redis.port))
+            config.rateLimit.store = .redis(try RedisEndpoint(url: redis.url))
             config.rateLimit.replicas = count
             config.rateLimit.maxWait = .seconds(30)
             config.rateLimit.endpoints = [.init(methods: ["GET"], path: SharedBudgetTests.glob, rate: limit.rate, burst: Int(limit.burst))]
@@ -67,6 +83,7 @@ struct SharedBudgetTests {
             sandbox.stop()
             redis.stop()
             try? FileManager.default.removeItem(atPath: caFile)
+            for path in files { try? FileManager.default.removeItem(atPath: path) }
         }
 
         /// A token and upstream connections in every proxy, on a path the sandbox does not limit here.
@@ -124,6 +141,20 @@ struct SharedBudgetTests {
         // Every replica had its share of the waiting.
         // (An access line is written after its response has gone: wait for it.)
         for logs in r.logs { #expect(eventually { logs.all.contains { $0.contains("wait_ms=") } }) }
+    }
+
+    @Test func theSharedBudgetOverTLS() throws {
+        let limit = BucketLimit(rate: 20, burst: 5)
+        let r = try Replicas(count: 2, limit: limit, redisTLS: true)
+        try r.warmUp()
+        #expect(try r.burst(44) == [200: 44])
+        #expect(r.sandboxLimit.refused == 0)
+        // Every replica used the shared buckets over TLS: never down, and the pace is the
+        // configured one for both together.
+        #expect(r.proxies.allSatisfy { $0.sharedBudget?.isUp == true })
+        #expect(r.logs.allSatisfy { logs in !logs.all.contains { $0.contains("rate_limit.store.down") } })
+        let rate = Self.steadyRate(r.arrivals, skip: 4)
+        #expect(abs(rate - limit.rate) / limit.rate <= 0.05, "admitted \(rate)/s")
     }
 
     @Test func redisAwayMeansLocalBucketsAtAShareAndBackMeansSharedAgain() throws {
