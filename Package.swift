@@ -70,12 +70,12 @@ let package = Package(
         .target(name: "Redis", dependencies: ["CHiredis", "COpenSSL", "CLinux", "EventLoop", "TLS"]),
         .target(name: "Config", dependencies: ["Redis", .product(name: "Yams", package: "Yams")]),
         .target(name: "Proxy", dependencies: [
-            "EventLoop", "HTTP1", "HTTPServer", "Upstream", "Auth", "Config", "RateLimit", "Redis",
+            "EventLoop", "HTTP1", "HTTPServer", "JSON", "Upstream", "Auth", "Config", "RateLimit", "Redis",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
         ], swiftSettings: hotPath),
         .target(name: "Admin", dependencies: [
-            "EventLoop", "HTTP1", "HTTPServer", "Upstream", "Auth", "Proxy",
+            "EventLoop", "HTTP1", "HTTPServer", "JSON", "Upstream", "Auth", "Proxy",
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
         ]),

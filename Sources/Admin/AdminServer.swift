@@ -2,6 +2,7 @@ import CoreMetrics
 import EventLoop
 import HTTP1
 import HTTPServer
+import JSON
 import Prometheus
 import Proxy
 import Upstream

@@ -1,3 +1,4 @@
+import JSON
 import Proxy
 
 /// `/status.json`: the status page's data for scripts. Field names are documented in the

@@ -1,4 +1,5 @@
 import HTTP1
+import JSON
 
 /// Errors the proxy answers itself, as RFC 9457 problem details (`application/problem+json`).
 ///
@@ -146,21 +147,3 @@ public struct Problem: Error, Sendable, Equatable {
     }
 }
 
-/// JSON string literal with the escapes RFC 8259 §7 requires.
-public func jsonString(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where scalar.value < 0x20:
-            let hex = String(scalar.value, radix: 16)
-            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out + "\""
-}

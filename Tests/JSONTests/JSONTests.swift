@@ -48,6 +48,11 @@ import Testing
         #expect(value.serialized == #"{"k\"":"line\nbreak\u0001/é","n":null,"b":true,"a":[1,-2]}"#)
     }
 
+    @Test func aStringLiteralOnItsOwn() {
+        #expect(jsonString("a \"b\" \\ \u{7}\t") == #""a \"b\" \\ \u0007\t""#)
+        #expect(jsonString("") == #""""#)
+    }
+
     @Test func membersKeepTheirOrderAndRoundTrip() throws {
         let text = #"{"z":1,"a":[true,false,null],"m":{"x":"y"},"f":-2.5e3}"#
         let value = try JSONParser.parse(Array(text.utf8))
