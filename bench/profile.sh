@@ -3,7 +3,8 @@
 # the sandbox as IDM, token cached, GET of 1 KiB and 4 KiB POST).
 #
 # 1. callgrind: the proxy runs under valgrind while load_client.py sends REQUESTS GETs and
-#    REQUESTS/5 POSTs over 8 keep-alive connections; then it is stopped (SIGTERM) and
+#    REQUESTS/5 POSTs (METHOD=POST: REQUESTS POSTs only, METHOD=GET: GETs only) over
+#    CONNECTIONS keep-alive connections (default 8); then it is stopped (SIGTERM) and
 #    callgrind_annotate lists the top functions by inclusive and by self cost (instructions,
 #    user space only; valgrind serialises the threads, so waiting and thread hand-offs are
 #    not in it).
@@ -19,7 +20,10 @@
 #
 # Environment: PROXY_BIN (as for bench.sh), REQUESTS (default 5000), PERF_SECONDS (default 8),
 # UPSTREAM (http1, the default: the upstream offers only http/1.1; h2: it offers h2 over ALPN,
-# so the proxy's HTTP/2 upstream path is what is measured).
+# so the proxy's HTTP/2 upstream path is what is measured), CONNECTIONS and METHOD (callgrind's
+# load, see 1.; CONNECTIONS=256 keeps as many requests in flight as the benchmark's largest step,
+# which a proxy slowed down by valgrind serves with ~128 streams per upstream connection),
+# CALLGRIND_ONLY=1 (stop after 1.).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -28,6 +32,14 @@ OUT="$BENCH/out/profile"
 REQUESTS=${REQUESTS:-5000}
 PERF_SECONDS=${PERF_SECONDS:-8}
 UPSTREAM=${UPSTREAM:-http1}
+CONNECTIONS=${CONNECTIONS:-8}
+METHOD=${METHOD:-both}
+case $METHOD in
+    both) GETS=$REQUESTS POSTS=$(( REQUESTS / 5 )) ;;
+    GET) GETS=$REQUESTS POSTS=0 ;;
+    POST) GETS=0 POSTS=$REQUESTS ;;
+    *) echo "METHOD must be both, GET or POST, not $METHOD" >&2; exit 1 ;;
+esac
 API_PATH=/suppliers-api-2024v2/_sandbox/echo/trade-items
 API_KEY=sandbox-api-key
 LOG_PREFIX=profile
@@ -70,14 +82,14 @@ proxy=$!
 PIDS+=("$proxy")
 wait_port "$port" 120
 curl -sf --max-time 60 -o /dev/null "http://127.0.0.1:$port$API_PATH" || die "first request through the proxy failed"
-python3 "$BENCH/load_client.py" 127.0.0.1 "$port" 200 8 "$API_PATH" >&2
-# Steady state only: instrumentation starts after start-up and 201 requests (token fetched,
-# the upstream connections for 8 clients open and TLS-handshaken), so the totals divide by the
-# request count.
+python3 "$BENCH/load_client.py" 127.0.0.1 "$port" $(( CONNECTIONS * 4 > 200 ? CONNECTIONS * 4 : 200 )) "$CONNECTIONS" "$API_PATH" >&2
+# Steady state only: instrumentation starts after start-up and the warm-up requests (token
+# fetched, the upstream connections for the clients open and TLS-handshaken), so the totals
+# divide by the request count.
 callgrind_control --instr=on "$proxy" > /dev/null 2>&1
-log "callgrind: $REQUESTS GET and $(( REQUESTS / 5 )) POST requests"
-python3 "$BENCH/load_client.py" 127.0.0.1 "$port" "$REQUESTS" 8 "$API_PATH" >&2
-python3 "$BENCH/load_client.py" 127.0.0.1 "$port" $(( REQUESTS / 5 )) 8 "$API_PATH" 4096 >&2
+log "callgrind: $GETS GET and $POSTS POST requests over $CONNECTIONS connections"
+(( GETS == 0 )) || python3 "$BENCH/load_client.py" 127.0.0.1 "$port" "$GETS" "$CONNECTIONS" "$API_PATH" >&2
+(( POSTS == 0 )) || python3 "$BENCH/load_client.py" 127.0.0.1 "$port" "$POSTS" "$CONNECTIONS" "$API_PATH" 4096 >&2
 # SIGTERM: graceful stop; valgrind writes its output as the process exits (can take a while).
 kill -TERM "$proxy"
 for _ in $(seq 1200); do alive "$proxy" || break; sleep 0.1; done
@@ -89,8 +101,9 @@ callgrind_annotate --inclusive=no --threshold=90 "$OUT/callgrind.out" > "$OUT/tm
 demangle < "$OUT/tmp/inclusive.txt" > "$OUT/callgrind-inclusive.txt"
 demangle < "$OUT/tmp/self.txt" > "$OUT/callgrind-self.txt"
 total=$(awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }' "$OUT/callgrind-self.txt")
-echo "${total:-?} instructions for $(( REQUESTS + REQUESTS / 5 )) requests ($UPSTREAM upstream): $(( ${total:-0} / (REQUESTS + REQUESTS / 5) )) per request" > "$OUT/callgrind-summary.txt"
+echo "${total:-?} instructions for $GETS GET and $POSTS POST requests over $CONNECTIONS connections ($UPSTREAM upstream): $(( ${total:-0} / (GETS + POSTS) )) per request" > "$OUT/callgrind-summary.txt"
 log "callgrind: $(cat "$OUT/callgrind-summary.txt")"
+[[ ${CALLGRIND_ONLY:-0} == 1 ]] && exit 0
 
 # --- 2. perf ---
 if ! perf record -e cpu-clock -o "$OUT/tmp/probe.data" -- true >/dev/null 2>&1; then

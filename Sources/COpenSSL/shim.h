@@ -186,6 +186,14 @@ static inline int shim_record_bio_feed(BIO *bio, const void *data, size_t length
     return 1;
 }
 
+/// Makes room for `length` more bytes of output in one step: the ciphertext of a write about
+/// to be made. Growing record by record would double the buffer (and copy what it holds)
+/// several times during one large write.
+static inline int shim_record_bio_reserve_output(BIO *bio, size_t length) {
+    shim_record_buffers *b = (shim_record_buffers *)BIO_get_data(bio);
+    return shim_record_grow(&b->out, &b->out_capacity, b->out_length + length);
+}
+
 /// The first `count` bytes of the pending output have been sent.
 static inline void shim_record_bio_consume_output(BIO *bio, size_t count) {
     shim_record_buffers *b = (shim_record_buffers *)BIO_get_data(bio);

@@ -235,6 +235,13 @@ public final class TLSEngine: @unchecked Sendable {
         return (total, .complete)
     }
 
+    /// Plaintext bytes in one TLS record (RFC 8446 §5.1, RFC 5246 §6.2.1).
+    static let maxRecordPlaintext = 16384
+    /// What a record adds to its plaintext at most: the 5-byte header and OpenSSL's bound on
+    /// what encryption adds (SSL3_RT_MAX_ENCRYPTED_OVERHEAD: an explicit IV, a MAC or tag,
+    /// padding). TLS 1.3 with AES-GCM adds 22.
+    static let maxRecordOverhead = 5 + 256 + 64
+
     /// Encrypts all of `bytes` into TLS records (the write BIO grows as needed, so this never
     /// waits). Only valid once the handshake is complete. Drain afterwards: the ciphertext
     /// stays buffered until then, so large plaintexts are best written in pieces.
@@ -242,6 +249,9 @@ public final class TLSEngine: @unchecked Sendable {
         if let error = pendingError { throw error }
         guard var pointer = bytes.baseAddress, bytes.count > 0 else { return }
         guard handshakeDone else { throw TLSError("TLS write before the handshake completed") }
+        // Room for all of the ciphertext at once (a failure here only means growing later).
+        let records = (bytes.count + Self.maxRecordPlaintext - 1) / Self.maxRecordPlaintext
+        _ = shim_record_bio_reserve_output(bio, bytes.count + records * Self.maxRecordOverhead)
         var remaining = bytes.count
         while remaining > 0 {
             clearStaleErrors()

@@ -79,6 +79,8 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
         // effects (RFC 7541 §7.1) is hopeless for a token of a few hundred random characters,
         // and the clients cannot put Authorization fields of their own on this connection.
         settings.indexesAuthorization = true
+        // Few connections, each carrying up to a hundred streams at once.
+        settings.recyclesAllocations = true
         return settings
     }
 

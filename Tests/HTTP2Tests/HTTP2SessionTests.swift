@@ -226,6 +226,46 @@ let malformedCases: [(String, Fields)] = [
         #expect(pair.serverEvents.writable.contains(id))
     }
 
+    /// With `recyclesAllocations` nghttp2's blocks come from the session's pool: rounds of more
+    /// streams than a size class keeps (so blocks are both reused and given back), header
+    /// values of every size (small blocks, and large ones that are never kept), bodies.
+    @Test func manyStreamsWithRecycledAllocations() throws {
+        var settings = HTTP2Settings()
+        settings.recyclesAllocations = true
+        settings.maxConcurrentStreams = 200
+        let pair = Pair(settings: settings, clientSettings: settings)
+        for round in 0..<3 {
+            var ids: [Int32] = []
+            for index in 0..<150 {
+                let value = String(repeating: "v", count: (index * 37 + round) % 2000)
+                let id = pair.client.submitRequest(request("POST", "/r\(round)/\(index)", [("x-size", value)]), authority: "a", hasBody: true)
+                #expect(id > 0)
+                Array("body \(round) \(index)".utf8).withUnsafeBytes { pair.client.enqueueData(stream: id, $0) }
+                pair.client.endData(stream: id)
+                ids.append(id)
+            }
+            try pair.pump()
+            for (index, id) in ids.enumerated() {
+                let head = try #require(pair.serverEvents.requests[id])
+                #expect(head.targetString == "/r\(round)/\(index)")
+                #expect(head.headers.firstString("x-size")?.count == (index * 37 + round) % 2000)
+                #expect(pair.serverEvents.bodies[id].map { String(decoding: $0, as: UTF8.self) } == "body \(round) \(index)")
+                let echo = String(repeating: "e", count: (index * 53 + round) % 1500)
+                pair.server.submitResponse(stream: id, status: 200, headers: HTTPHeaders([("x-echo", echo)]), hasBody: true)
+                Array("answer \(index)".utf8).withUnsafeBytes { pair.server.enqueueData(stream: id, $0) }
+                pair.server.endData(stream: id)
+            }
+            try pair.pump()
+            for (index, id) in ids.enumerated() {
+                #expect(pair.clientEvents.responses[id]?.headers.firstString("x-echo")?.count == (index * 53 + round) % 1500)
+                #expect(pair.clientEvents.bodies[id].map { String(decoding: $0, as: UTF8.self) } == "answer \(index)")
+                #expect(pair.clientEvents.closed[id] == HTTP2ErrorCode.noError)
+            }
+        }
+        #expect(pair.client.openStreams == 0)
+        #expect(pair.server.openStreams == 0)
+    }
+
     @Test func streamResetBothWays() throws {
         let pair = Pair()
         let first = pair.client.submitRequest(request("POST", "/a"), authority: "a", hasBody: true)
