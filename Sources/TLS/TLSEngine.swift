@@ -16,10 +16,10 @@ public enum TLSProgress: Equatable, Sendable {
 }
 
 /// One TLS connection over in-memory buffers (a record BIO, see COpenSSL's shim): OpenSSL
-/// never touches a socket. The caller
-/// feeds bytes received from the network with `feedCiphertext`, calls `handshake()` /
-/// `readPlaintext` / `writePlaintext`, and after *every* one of those calls sends whatever
-/// `drainCiphertext` yields (a read can produce output too: alerts, key updates).
+/// never touches a socket. The caller feeds bytes received from the network with
+/// `feedCiphertext`, calls `handshake()` / `readPlaintext` / `writePlaintext`, and after
+/// *every* one of those calls sends the pending ciphertext (`sendPendingCiphertext`, or
+/// `drainCiphertext` into an array): a read can produce output too (alerts, key updates).
 ///
 /// Not thread-safe: use an engine from one thread or serial queue at a time. It is marked
 /// `@unchecked Sendable` so that it may be handed from one queue to another.
@@ -242,8 +242,8 @@ public final class TLSEngine: @unchecked Sendable {
     /// padding). TLS 1.3 with AES-GCM adds 22.
     static let maxRecordOverhead = 5 + 256 + 64
 
-    /// Encrypts all of `bytes` into TLS records (the write BIO grows as needed, so this never
-    /// waits). Only valid once the handshake is complete. Drain afterwards: the ciphertext
+    /// Encrypts all of `bytes` into TLS records (the output buffer grows as needed, so this
+    /// never waits). Only valid once the handshake is complete. Drain afterwards: the ciphertext
     /// stays buffered until then, so large plaintexts are best written in pieces.
     public func writePlaintext(_ bytes: UnsafeRawBufferPointer) throws {
         if let error = pendingError { throw error }

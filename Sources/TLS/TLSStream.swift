@@ -1,7 +1,7 @@
 import EventLoop
 
 /// TLS over a socket: a `ByteStream` whose bytes are encrypted by a `TLSEngine` and carried by
-/// an inner stream. The engine works on memory BIOs; this type moves ciphertext between the
+/// an inner stream. The engine works on in-memory buffers; this type moves ciphertext between the
 /// engine and the socket, so OpenSSL never touches a file descriptor.
 public final class TLSStream: ByteStream, ByteStreamDelegate, @unchecked Sendable {
     public let loop: EventLoop
