@@ -38,7 +38,13 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
     private var lastChannelID: Int32 = 0
     private var lastChannel: HTTP2StreamChannel?
     private var output: [UInt8] = []
-    private var receiving = false
+    /// nghttp2 is running (receiving or sending), and so are our callbacks: the session must
+    /// not be entered again until it returns (nghttp2_session_mem_recv / mem_send may not be
+    /// called from its own callbacks). A flush asked for meanwhile is the caller's to do.
+    private var inSession = false
+    /// `close()` was called from inside a callback: the flush after the session's call
+    /// sends the GOAWAY and closes the socket.
+    private var closeRequested = false
     private var flushScheduled = false
     private var closed = false
     private var goingAway = false
@@ -116,6 +122,10 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
         guard !closed else { return }
         goingAway = true
         session.goAway()
+        if inSession {
+            closeRequested = true
+            return
+        }
         flush()
         if !closed { stream.close() }
     }
@@ -160,18 +170,20 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
     }
 
     func scheduleFlush() {
-        if receiving || flushScheduled || closed { return }
+        if inSession || flushScheduled || closed { return }
         flushScheduled = true
         loop.scheduleAtEndOfTurn(self)
     }
 
     /// Moves frames from the session to the socket while the socket takes them.
     func flush() {
-        guard !closed else { return }
+        // Inside the session (a stream that closes as its last frame leaves finishes its
+        // channel, which may close the connection): the running call's flush goes on.
+        guard !closed, !inSession else { return }
         var idleRounds = 0
         do {
             while stream.pendingWriteBytes < Self.socketHighWater {
-                try session.send(into: &output)
+                try sendFrames()
                 if output.isEmpty {
                     // Writable streams may have queued more during `send`: one more round.
                     if !session.wantsWrite || idleRounds > 0 { break }
@@ -188,27 +200,33 @@ public final class HTTP2ClientConnection: ByteStreamDelegate, HTTP2SessionDelega
             connectionLost(.invalidResponse("HTTP/2: \(error)"))
             return
         }
-        if goingAway && activeChannels == 0 && !session.wantsWrite && !closed {
+        if !closed && (closeRequested || goingAway && activeChannels == 0 && !session.wantsWrite) {
             stream.close()
         }
+    }
+
+    private func sendFrames() throws {
+        inSession = true
+        defer { inSession = false }
+        try session.send(into: &output)
     }
 
     // MARK: ByteStreamDelegate
 
     public func streamDidRead(_ bytes: UnsafeRawBufferPointer) {
         guard !closed else { return }
-        receiving = true
+        inSession = true
         do {
             try session.receive(bytes)
         } catch {
             // A connection error: nghttp2 queued a GOAWAY; send it and give up the connection.
-            receiving = false
+            inSession = false
             flush()
             stream.abort()
             connectionLost(.invalidResponse("HTTP/2 protocol error: \(error)"))
             return
         }
-        receiving = false
+        inSession = false
         flush()
     }
 
