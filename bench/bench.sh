@@ -14,10 +14,13 @@
 #
 # The upstream is nginx over TLS answering a fixed 1 KiB JSON body to GET and the size of the
 # body it read to POST (nginx-upstream.conf.in). The identity server is `floriday-proxy sandbox`.
-# For every connection count (16, 64, 256) and method (GET, 4 KiB POST) the three targets run
-# back to back (their order rotates from step to step), each for DURATION seconds with wrk;
-# B and C are a fresh process for every run. Per run: requests/s, p50/p99 latency, the proxy's
-# peak RSS and CPU seconds per 10k requests, and the CPU other processes used meanwhile.
+# For every connection count (16, 64, 256) and method (GET, 4 KiB POST) the targets run back
+# to back, ROUNDS times; the order of all targets rotates from round to round and step to step,
+# so no target always runs first or last. Every run is a fresh proxy process, warmed up for
+# WARMUP seconds at the run's own load (its upstream connections open and handshaken), then
+# measured for DURATION seconds with wrk. Per run: requests/s, p50/p99 latency, the proxy's
+# peak RSS and CPU seconds per 10k requests, and the CPU other processes used meanwhile; the
+# report shows each row's median over the rounds and how far the rounds spread.
 # Then: access logging on (floriday-proxy at log level info, nginx with an access log); RSS at
 # rest and with 5,000 idle keep-alive client connections; 200 requests whose clients hang up
 # early, after which the proxy must still answer; and with LONG=1 a soak of 1,000,000
@@ -26,12 +29,14 @@
 # limit far above the load, once with in-process buckets (C-mem) and once with the buckets in
 # a local redis-server (C-redis: one Lua script per request), against C without shaping.
 #
-# About 15 minutes on 2 cores (a few more with LONG=1). Output: bench/results.md (also printed); raw numbers,
+# About 20 minutes on 2 cores (a few more with LONG=1). Output: bench/results.md (also printed); raw numbers,
 # configurations and logs in bench/out/. See bench/NOTES.md for the method and the findings.
 #
 # Environment:
 #   PROXY_BIN         floriday-proxy binary (default: the build of `swift build -c release`)
-#   DURATION          seconds per wrk run (default 10)
+#   DURATION          seconds per measured wrk run (default 6)
+#   ROUNDS            runs per target and row, the median reported (default 3)
+#   WARMUP            seconds of load before each measured run, not counted (default 1)
 #   CONNECTIONS       connection counts (default "16 64 256")
 #   IDLE_CONNECTIONS  idle keep-alive connections for the memory check (default 5000)
 #   THREADLOOP_BIN    floriday-proxy built with -DEVENTLOOP_THREAD_DRIVEN (the event-loop design
@@ -50,7 +55,9 @@ ROOT=$(pwd)
 BENCH="$ROOT/bench"
 OUT="$BENCH/out"
 
-DURATION=${DURATION:-10}
+DURATION=${DURATION:-6}
+ROUNDS=${ROUNDS:-3}
+WARMUP=${WARMUP:-1}
 CONNECTIONS=${CONNECTIONS:-"16 64 256"}
 THREADS=2
 POST_BYTES=4096
@@ -218,7 +225,7 @@ probe_after() {   # label target
 RESULTS="$OUT/results.tsv"
 MEMORY="$OUT/memory.tsv"
 HEALTH="$OUT/health.tsv"
-printf 'section\tconns\tmethod\ttarget\trequests\tseconds\trps\tp50_us\tp99_us\tmax_us\terrors\tnon2xx\thwm_kb\tcpu_s_per_10k\tother_cpu_pct\tsyscalls_per_req\tcs_per_req\tupstream_conns\n' > "$RESULTS"
+printf 'section\tconns\tmethod\ttarget\trequests\tseconds\trps\tp50_us\tp99_us\tmax_us\terrors\tnon2xx\thwm_kb\tcpu_s_per_10k\tother_cpu_pct\tsyscalls_per_req\tcs_per_req\tupstream_conns\tround\n' > "$RESULTS"
 printf 'target\tstate\trss_kb\thwm_kb\n' > "$MEMORY"
 printf 'run\ttarget\tstatus\n' > "$HEALTH"
 
@@ -327,18 +334,31 @@ run_wrk() {   # section target conns method seconds
             >> "$OUT/extra-cpu.tsv"
     fi
     if [[ $section != warmup ]]; then
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$conns" "$method" "$target" \
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$conns" "$method" "$target" \
             "$requests" "$(awk -v d="$duration_us" 'BEGIN { printf "%.2f", d / 1e6 }')" "$LAST_RPS" \
-            "$p50_us" "$p99_us" "$max_us" "$errors" "$non2xx" "$hwm" "$cpu" "$others" "$syscalls" "$switches" "$upstream_conns" >> "$RESULTS"
+            "$p50_us" "$p99_us" "$max_us" "$errors" "$non2xx" "$hwm" "$cpu" "$others" "$syscalls" "$switches" "$upstream_conns" "$ROUND" >> "$RESULTS"
     fi
     log "$(printf '%-7s %-6s %-4s c=%-3s %8s req/s  p50 %6s us  p99 %7s us  errors %s/%s  CPU/10k %s s  syscalls/req %s  cs/req %s  upstream conns %s  others %s%%' \
         "$section" "$target" "$method" "$conns" "$LAST_RPS" "$p50_us" "$p99_us" "$errors" "$non2xx" "$cpu" "$syscalls" "$switches" "$upstream_conns" "$others")"
 }
 
-# One measured run: a fresh proxy process (B, C), wrk, then the health probe.
+# Load that is not measured: the same connections and method as the run that follows, so the
+# run starts in the steady state (client and upstream connections open, TLS handshakes done).
+warm_up() {   # target conns method
+    local target=$1 conns=$2 method=$3 post=0
+    (( WARMUP > 0 )) || return 0
+    select_target "$target"
+    [[ $method == POST ]] && post=$POST_BYTES
+    BENCH_POST_BYTES=$post timeout $(( WARMUP + 30 )) \
+        wrk -t "$THREADS" -c "$conns" -d "${WARMUP}s" --timeout 5s -s "$BENCH/wrk-report.lua" "${HEADERS[@]}" "$URL" > /dev/null
+}
+
+# One measured run: a fresh proxy process (every target but A), warmed up, wrk, then the
+# health probe.
 measure() {   # section target conns method seconds
     local section=$1 target=$2 conns=$3 method=$4 seconds=$5
     [[ $target != A ]] && fresh "$target"
+    warm_up "$target" "$conns" "$method"
     run_wrk "$section" "$target" "$conns" "$method" "$seconds"
     [[ $target != A ]] && probe_after "$section $method c=$conns" "$target"
     return 0
@@ -356,24 +376,31 @@ run_wrk warmup A 64 GET 3
 
 step=0
 C_GET64_RPS=0
+ROUND=1
 (( RATE_BUDGET_ONLY )) && CONNECTIONS=""
+TARGET_LIST=(A B C)
+[[ -n $THREADLOOP_BIN ]] && TARGET_LIST+=(D)
+# The HTTP/2 upstream rows, in the same steps: floriday-proxy, and nghttpx when installed.
+[[ $H2 == 1 ]] && TARGET_LIST+=(E)
+[[ $HAVE_NGHTTPX == 1 ]] && TARGET_LIST+=(F)
 for conns in $CONNECTIONS; do
     for method in GET POST; do
-        # Rotate the order so that no target always runs first (or last) in a step.
-        case $(( step % 3 )) in
-            0) order="A B C" ;; 1) order="B C A" ;; *) order="C A B" ;;
-        esac
-        [[ -n $THREADLOOP_BIN ]] && order="$order D"
-        # The HTTP/2 upstream rows, in the same step: floriday-proxy, then nghttpx.
-        [[ $H2 == 1 ]] && order="$order E"
-        [[ $HAVE_NGHTTPX == 1 ]] && order="$order F"
-        for target in $order; do
-            measure main "$target" "$conns" "$method" "$DURATION"
-            if [[ $target == C && $method == GET && $conns == 64 ]]; then C_GET64_RPS=$LAST_RPS; fi
+        for (( ROUND = 1; ROUND <= ROUNDS; ROUND++ )); do
+            # Rotate the order so that no target always runs first (or last): a slow phase of
+            # the host falls on a different target each round.
+            order=()
+            for (( i = 0; i < ${#TARGET_LIST[@]}; i++ )); do
+                order+=("${TARGET_LIST[(i + step + ROUND - 1) % ${#TARGET_LIST[@]}]}")
+            done
+            for target in "${order[@]}"; do
+                measure main "$target" "$conns" "$method" "$DURATION"
+                if [[ $target == C && $method == GET && $conns == 64 ]]; then C_GET64_RPS=$LAST_RPS; fi
+            done
         done
         step=$(( step + 1 ))
     done
 done
+ROUND=1
 [[ -n ${PID[B]:-} ]] && stop "${PID[B]}"
 [[ -n ${PID[D]:-} ]] && stop "${PID[D]}"
 [[ -n ${PID[E]:-} ]] && stop "${PID[E]}"
@@ -381,13 +408,14 @@ done
 
 # --- the rate budget's cost: no shaping (C), in-process buckets (C-mem), buckets in Redis (C-redis) ---
 log "rate budget: GET at 64 connections, C then C-mem then C-redis, twice"
-for round in 1 2; do
+for ROUND in 1 2; do
     for target in C C-mem C-redis; do
         measure rate-budget "$target" 64 GET "$DURATION"
         stop "${PID[$target]}"
         PID[$target]=""
     done
 done
+ROUND=1
 if grep -q 'rate_limit.store.down' "$OUT/floriday-proxy-buckets-redis.log" 2>/dev/null; then
     die "C-redis fell back to local buckets during the run: $(grep -m1 'rate_limit.store.down' "$OUT/floriday-proxy-buckets-redis.log")"
 fi
@@ -495,6 +523,8 @@ fi
     echo "binary=$PROXY_BIN (built $(date -u -r "$PROXY_BIN" '+%Y-%m-%d %H:%M UTC'))"
     echo "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git status --porcelain -- Sources Package.swift Package.resolved 2>/dev/null | grep -q . && echo ' (with uncommitted changes to Sources/)')"
     echo "duration=$DURATION"
+    echo "rounds=$ROUNDS"
+    echo "warmup=$WARMUP"
     echo "threads=$THREADS"
     echo "idle_connections=$IDLE_CONNECTIONS"
     echo "long=$LONG"

@@ -108,8 +108,10 @@ built = binary[binary.find("(") + 1:binary.rfind(")")] if "(" in binary else "un
 print(f"- Date: {meta.get('date')}; checkout at commit {meta.get('commit')}; floriday-proxy binary {built}")
 print(f"- Machine: {meta.get('cores')} cores ({meta.get('cpu')}), {meta.get('memory')}, {meta.get('os')}, {meta.get('kernel')}")
 print(f"- Versions: {meta.get('swift')}; nginx {meta.get('nginx')}; {meta.get('nghttpx', 'nghttpx —')}; {meta.get('wrk')}; {meta.get('openssl')}")
-print(f"- Load: wrk, {meta.get('threads')} threads, {meta.get('duration')} s per run, keep-alive; "
-      "A/B/C interleaved per step (order rotating). GET answers 1 KiB of JSON; POST sends 4 KiB.")
+warmup = f" after {meta['warmup']} s of warm-up at the same load" if meta.get("warmup", "0") != "0" else ""
+repeated = f"{meta['rounds']} rounds per row, " if meta.get("rounds", "1") != "1" else ""
+print(f"- Load: wrk, {meta.get('threads')} threads, {meta.get('duration')} s per run{warmup}, keep-alive; {repeated}"
+      "the targets interleaved (order rotating). GET answers 1 KiB of JSON; POST sends 4 KiB.")
 print("- Everything (wrk, upstream nginx, the proxy under test, the IDM) shares the same cores over loopback:"
       " req/s measures the whole system, CPU s / 10k req the proxy alone.")
 print("- floriday-proxy at log level warning and nginx with `access_log off` in this table (logging: see below).")
@@ -121,12 +123,46 @@ print("- other load: CPU used meanwhile by processes outside the benchmark (not 
       " (a lower bound); rows with more than a few % were measured on a busy machine.")
 print()
 print(HEADER)
-main = [r for r in rows if r["section"] == "main"]
+runs = [r for r in rows if r["section"] == "main"]
+rounds = max((int(r.get("round") or 1) for r in runs), default=1)
+
+
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def median_row(group):
+    """One row for a target's runs of a step: each column's median, errors summed."""
+    if len(group) == 1:
+        return group[0]
+    row = dict(group[0])
+    for field in ("rps", "p50_us", "p99_us", "max_us", "hwm_kb", "cpu_s_per_10k", "other_cpu_pct",
+                  "syscalls_per_req", "cs_per_req", "upstream_conns", "seconds"):
+        m = median(num(r.get(field)) for r in group)
+        row[field] = "-" if m is None else str(m)
+    for field in ("requests", "errors", "non2xx"):
+        row[field] = str(sum(int(r[field]) for r in group))
+    return row
+
+
 steps = []
-for r in main:
+for r in runs:
     key = (r["conns"], r["method"])
     if key not in steps:
         steps.append(key)
+main = []
+for key in steps:
+    for t in TARGETS:
+        group = [r for r in runs if (r["conns"], r["method"]) == key and r["target"] == t]
+        if group:
+            main.append(median_row(group))
+if rounds > 1:
+    print(f"Each row: the median of {rounds} runs (column by column; errors summed); the runs one by one are below.")
+    print()
 for key in steps:
     by_target = {r["target"]: r for r in main if (r["conns"], r["method"]) == key}
     for t in ("A", "B", "C", "D", "E", "F"):
@@ -148,6 +184,27 @@ print()
 print("C/B: below 1 is better for floriday-proxy in every column except req/s."
       " At 256 connections nginx's `keepalive 64` (an idle cache per worker, not a cap) makes it open and close"
       " upstream TLS connections all the time, which is most of its drop there (bench/NOTES.md).")
+
+if rounds > 1:
+    print()
+    print("## The rounds one by one")
+    print()
+    print(f"Every target ran {rounds} times per row, each time as a fresh process, the order of the targets rotating"
+          " from round to round; the table above shows the medians. Here each round's value, in the order the rounds ran:"
+          " how far they spread is how far a single run can be trusted on this machine.")
+    print()
+    print("| conns | method | target | req/s | p99 ms | CPU s / 10k req |")
+    print("|---:|---|---|---|---|---|")
+    for key in steps:
+        for t in TARGETS:
+            group = sorted((r for r in runs if (r["conns"], r["method"]) == key and r["target"] == t),
+                           key=lambda r: int(r.get("round") or 1))
+            if len(group) < 2:
+                continue
+            rps = " / ".join(f"{int(float(r['rps'])):,}" for r in group)
+            p99 = " / ".join(ms(r["p99_us"]) for r in group)
+            cpu = " / ".join(plain(r["cpu_s_per_10k"]) for r in group)
+            print(f"| {key[0]} | {key[1]} | {TARGETS[t]} | {rps} | {p99} | {cpu} |")
 
 # After every run the proxy got one more GET (3 s limit); a failure means the run left it broken.
 if health:
