@@ -21,7 +21,9 @@
 # measured for DURATION seconds with wrk. Per run: requests/s, p50/p99 latency, the proxy's
 # peak RSS and CPU seconds per 10k requests, and the CPU other processes used meanwhile; the
 # report shows each row's median over the rounds and how far the rounds spread.
-# Then: access logging on (floriday-proxy at log level info, nginx with an access log); RSS at
+# Then the paired comparisons (C against B, E against C: both processes running, short runs in
+# turn, the median of the per-pair ratios); access logging on (floriday-proxy at log level info,
+# nginx with an access log); RSS at
 # rest and with 5,000 idle keep-alive client connections; 200 requests whose clients hang up
 # early, after which the proxy must still answer; and with LONG=1 a soak of 1,000,000
 # requests against floriday-proxy with its RSS sampled every 2 s.
@@ -37,6 +39,9 @@
 #   DURATION          seconds per measured wrk run (default 6)
 #   ROUNDS            runs per target and row, the median reported (default 3)
 #   WARMUP            seconds of load before each measured run, not counted (default 1)
+#   PAIRS, PAIR_DURATION  the paired comparisons at 64 connections (C against B, E against C,
+#                     both processes running, runs taking turns): pairs per comparison (default
+#                     8) and seconds per run (default 3)
 #   CONNECTIONS       connection counts (default "16 64 256")
 #   IDLE_CONNECTIONS  idle keep-alive connections for the memory check (default 5000)
 #   THREADLOOP_BIN    floriday-proxy built with -DEVENTLOOP_THREAD_DRIVEN (the event-loop design
@@ -304,7 +309,7 @@ run_wrk() {   # section target conns method seconds
     ended_ns=$(date +%s%N)
     others=$(awk -v t="$others" -v hz="$CLK_TCK" -v ns=$(( ended_ns - started_ns )) -v n="$(nproc)" \
         'BEGIN { printf "%.1f", t / hz / (ns / 1e9) / n * 100 }')
-    printf '%s\n' "$output" > "$OUT/wrk/$section-$target-$method-c$conns.txt"
+    printf '%s\n' "$output" > "$OUT/wrk/${section//\//-}-$target-$method-c$conns${ROUND:+-r$ROUND}.txt"
     local line kv requests=0 duration_us=1 p50_us=0 p99_us=0 max_us=0 errors=0 non2xx=0
     line=$(sed -n 's/^RESULT //p' <<< "$output")
     [[ -n $line ]] || die "wrk printed no result for $target $method c=$conns"
@@ -422,6 +427,40 @@ fi
 
 if (( RATE_BUDGET_ONLY )); then LONG=0; fi
 if (( ! RATE_BUDGET_ONLY )); then
+# --- paired comparisons at 64 connections: two processes side by side, short runs in turn ---
+#
+# The host's own speed drifts within seconds (one process, the same load, 2 s windows: CPU per
+# request anywhere between 0.26 and 0.39 s per 10k), so two rows of the main table, measured a
+# minute apart, can differ by more than the two programs do. Here both processes run at once,
+# warmed up, and take turns: PAIRS pairs of PAIR_DURATION-second runs, the order alternating
+# within the pair; each pair's ratio compares two runs seconds apart, and the report gives the
+# median of the ratios.
+PAIRS=${PAIRS:-8}
+PAIR_DURATION=${PAIR_DURATION:-3}
+paired() {   # method first second: the ratio reported is second/first
+    local method=$1 first=$2 second=$3 target
+    [[ $second == E && $H2 != 1 ]] && return 0
+    log "paired: $method at 64 connections, $second against $first, $PAIRS pairs of ${PAIR_DURATION} s"
+    fresh "$first"
+    fresh "$second"
+    warm_up "$first" 64 "$method"
+    warm_up "$second" 64 "$method"
+    for (( ROUND = 1; ROUND <= PAIRS; ROUND++ )); do
+        local order=("$first" "$second")
+        (( ROUND % 2 == 0 )) && order=("$second" "$first")
+        for target in "${order[@]}"; do
+            run_wrk "paired-$second/$first" "$target" 64 "$method" "$PAIR_DURATION"
+        done
+    done
+    ROUND=1
+    stop "${PID[$first]}"; PID[$first]=""
+    stop "${PID[$second]}"; PID[$second]=""
+}
+for method in GET POST; do
+    paired "$method" B C
+    paired "$method" C E
+done
+
 # --- access logging on: floriday-proxy at level info (stderr to a file), nginx with an access log ---
 log "access logging on: GET at 64 connections"
 measure logging B-log 64 GET "$DURATION"
@@ -524,6 +563,8 @@ fi
     echo "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git status --porcelain -- Sources Package.swift Package.resolved 2>/dev/null | grep -q . && echo ' (with uncommitted changes to Sources/)')"
     echo "duration=$DURATION"
     echo "rounds=$ROUNDS"
+    echo "pairs=${PAIRS:-0}"
+    echo "pair_duration=${PAIR_DURATION:-0}"
     echo "warmup=$WARMUP"
     echo "threads=$THREADS"
     echo "idle_connections=$IDLE_CONNECTIONS"

@@ -206,6 +206,42 @@ if rounds > 1:
             cpu = " / ".join(plain(r["cpu_s_per_10k"]) for r in group)
             print(f"| {key[0]} | {key[1]} | {TARGETS[t]} | {rps} | {p99} | {cpu} |")
 
+paired_rows = [r for r in rows if r["section"].startswith("paired-")]
+if paired_rows:
+    print()
+    print("## Paired comparisons (64 connections)")
+    print()
+    print(f"Both processes running at once, warmed up, taking turns: {meta.get('pairs')} pairs of {meta.get('pair_duration')} s runs,"
+          " the order alternating within the pair. The host's speed drifts within seconds, so a ratio of two runs taken"
+          " seconds apart says more than two rows of the table above, measured a minute or more apart; the median of the"
+          " per-pair ratios is the figure, min–max its spread. CPU and p99: below 1 favours the second program.")
+    print()
+    print("| method | second / first | CPU s / 10k req: first, second (medians) | CPU ratio median (min–max) | req/s ratio | p99 ratio |")
+    print("|---|---|---|---|---:|---:|")
+    sections = []
+    for r in paired_rows:
+        if (r["section"], r["method"]) not in sections:
+            sections.append((r["section"], r["method"]))
+    for section, method in sections:
+        second, first = section[len("paired-"):].split("/")
+        group = [r for r in paired_rows if r["section"] == section and r["method"] == method]
+        by_round = {}
+        for r in group:
+            by_round.setdefault(int(r.get("round") or 1), {})[r["target"]] = r
+        def ratios(field):
+            values = []
+            for pair in by_round.values():
+                a, b = num(pair.get(first, {}).get(field)), num(pair.get(second, {}).get(field))
+                if a and b is not None:
+                    values.append(b / a)
+            return values
+        cpu = ratios("cpu_s_per_10k")
+        first_cpu = median(num(r["cpu_s_per_10k"]) for r in group if r["target"] == first)
+        second_cpu = median(num(r["cpu_s_per_10k"]) for r in group if r["target"] == second)
+        spread = f" ({min(cpu):.2f}–{max(cpu):.2f})" if cpu else ""
+        print(f"| {method} | **{second}/{first}** ({TARGETS[second]} / {TARGETS[first]}) | {plain(first_cpu)}, {plain(second_cpu)} |"
+              f" **{plain(median(cpu), 2)}**{spread} | {plain(median(ratios('rps')), 2)} | {plain(median(ratios('p99_us')), 2)} |")
+
 # After every run the proxy got one more GET (3 s limit); a failure means the run left it broken.
 if health:
     print()
