@@ -161,6 +161,128 @@ import Testing
         #expect(!logs.contains("sandbox-api-key"))
     }
 
+    /// SIGTERM while 16 clients keep their connections busy, through the HTTP/2 upstream
+    /// (the sandbox offers h2) and through HTTP/1.1 connections: the process exits with status
+    /// 0, every response that was started is complete and right, and every client hears the
+    /// end: its last response says `Connection: close`, or its connection closes before a
+    /// byte of an answer (a request that crossed the close; RFC 9112 §9.3.1 lets it be
+    /// retried), and the API processed exactly the requests that were answered. Nothing hangs,
+    /// nothing is cut short.
+    @Test(arguments: ["auto", "never"])
+    func sigtermUnderLoadExitsCleanlyAndCutsNoResponseShort(upstreamHTTP2: String) throws {
+        let sandbox = try SandboxServer(address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true)
+        defer { sandbox.stop() }
+        let caFile = try CertificateFile(sandbox.certificateAuthorityPEM!)
+        let (process, port, err) = try Self.startProxy(sandbox: sandbox, caFile: caFile.path,
+                                                       extra: "upstream_http2: \(upstreamHTTP2)\nrate_limit: { enabled: false }\nshutdown_grace: 10s")
+        defer { if process.isRunning { process.terminate(); process.waitUntilExit() } }
+
+        struct Tally { var answered = 0; var closedWithConnectionClose = 0; var unanswered = 0; var defects: [String] = [] }
+        let tally = Locked(Tally())
+        let clientsDone = DispatchGroup()
+        let body = [UInt8](repeating: UInt8(ascii: "x"), count: 4096)
+        for clientIndex in 0..<16 {
+            clientsDone.enter()
+            Thread.detachNewThread {
+                defer { clientsDone.leave() }
+                guard let client = try? TestClient(port: port, timeout: 20) else {
+                    tally.withLock { $0.defects.append("client \(clientIndex) could not connect") }
+                    return
+                }
+                for requestIndex in 0... {
+                    let method = requestIndex % 2 == 0 ? "GET" : "POST"
+                    do {
+                        let response = try client.request(method, "/suppliers-api-2024v2/_sandbox/echo/load/\(clientIndex)/\(requestIndex)",
+                                                          body: method == "POST" ? body : nil)
+                        let json = response.json
+                        let right = response.status == 200
+                            && json["target"] as? String == "/suppliers-api-2024v2/_sandbox/echo/load/\(clientIndex)/\(requestIndex)"
+                            && json["bodyBytes"] as? Int == (method == "POST" ? body.count : 0)
+                        if !right { tally.withLock { $0.defects.append("\(method) \(clientIndex)/\(requestIndex): \(response.status) \(response.bodyString.prefix(200))") } }
+                        tally.withLock { $0.answered += 1 }
+                        if response.header("connection")?.lowercased() == "close" {
+                            tally.withLock { $0.closedWithConnectionClose += 1 }
+                            #expect(client.isClosedByPeer())
+                            return
+                        }
+                    } catch let failure as TestClient.Failure where failure.beforeAnyResponseByte {
+                        tally.withLock { $0.unanswered += 1 }
+                        return
+                    } catch {
+                        tally.withLock { $0.defects.append("\(method) \(clientIndex)/\(requestIndex): \(error)") }
+                        return
+                    }
+                }
+            }
+        }
+        // Under way: a few hundred requests answered, then the signal.
+        #expect(eventually(timeout: 60) { tally.withLock { $0.answered } >= 300 })
+        process.terminate()   // SIGTERM
+        #expect(clientsDone.wait(timeout: .now() + 30) == .success, "a client was still waiting 30 s after SIGTERM")
+        let deadline = Date().addingTimeInterval(30)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        #expect(!process.isRunning, "still running 30 s after SIGTERM")
+        process.waitUntilExit()
+        let outcome = tally.withLock { $0 }
+        #expect(process.terminationStatus == 0, "exit status \(process.terminationStatus): \(err.text.suffix(2000))")
+        #expect(outcome.defects.isEmpty, "\(outcome.defects.prefix(5))")
+        #expect(outcome.closedWithConnectionClose + outcome.unanswered == 16, "\(outcome)")
+        #expect(outcome.answered >= 300)
+        // Every request the API processed was answered: none was forwarded and then dropped.
+        #expect(sandbox.state.apiRequests == outcome.answered, "API processed \(sandbox.state.apiRequests), clients got \(outcome.answered)")
+    }
+
+    /// Several organisations in the executable as shipped: each request goes out with its
+    /// organisation's key, and the admin listener's status page, status.json and /metrics name
+    /// every organisation (the wiring `run` does between proxy and admin), never a key.
+    @Test func organisationsReachTheUpstreamAndTheStatusPage() throws {
+        let sandbox = try SandboxServer(address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true)
+        defer { sandbox.stop() }
+        let growerKey = "grower-a-key-7f3e", traderKey = "trader-b-key-91c2"
+        sandbox.state.apiKeys = [growerKey, traderKey]
+        let caFile = try CertificateFile(sandbox.certificateAuthorityPEM!)
+        let adminPort = FailureTests.freePort()
+        let (process, port, err) = try Self.startProxy(sandbox: sandbox, caFile: caFile.path, extra: """
+            admin_listen: 127.0.0.1:\(adminPort)
+            organizations: { grower-a: { api_key: "${GROWER_A_KEY}" }, trader-b: { api_key: "${TRADER_B_KEY}" } }
+            """, environment: ["GROWER_A_KEY": growerKey, "TRADER_B_KEY": traderKey, "FLORIDAY_API_KEY": ""])
+        defer { if process.isRunning { process.terminate(); process.waitUntilExit() } }
+
+        let client = try TestClient(port: port)
+        let byPrefix = try client.request("GET", "/org/grower-a/suppliers-api-2024v2/_sandbox/echo/prefix")
+        #expect(byPrefix.status == 200, "\(byPrefix.bodyString)")
+        #expect(byPrefix.json["target"] as? String == "/suppliers-api-2024v2/_sandbox/echo/prefix")
+        #expect((byPrefix.json["headers"] as? [String: Any])?["x-api-key"] as? String == growerKey)
+        let byHeader = try client.request("GET", "/suppliers-api-2024v2/_sandbox/echo/header", headers: [("X-Floriday-Organization", "trader-b")])
+        #expect(byHeader.status == 200, "\(byHeader.bodyString)")
+        let echoed = byHeader.json["headers"] as? [String: Any]
+        #expect(echoed?["x-api-key"] as? String == traderKey)
+        #expect(echoed?["x-floriday-organization"] == nil, "the header is removed before forwarding")
+        let unnamed = try client.request("GET", "/suppliers-api-2024v2/_sandbox/echo/none")
+        #expect(unnamed.status == 400)
+        #expect(unnamed.json["type"] as? String == "urn:floriday-proxy:problem:organization-required")
+
+        let admin = try TestClient(port: adminPort)
+        let status = try admin.request("GET", "/status.json")
+        #expect(status.status == 200)
+        let organizations = (status.json["organizations"] as? [[String: Any]])?.compactMap { $0["name"] as? String } ?? []
+        #expect(Set(organizations) == ["grower-a", "trader-b"], "\(status.bodyString.prefix(400))")
+        let page = try admin.request("GET", "/")
+        #expect(page.status == 200)
+        #expect(page.bodyString.contains("id=\"organizations\""))
+        #expect(page.bodyString.contains("grower-a") && page.bodyString.contains("trader-b"))
+        let metrics = try admin.request("GET", "/metrics")
+        #expect(metrics.bodyString.contains("organization=\"grower-a\""))
+        #expect(metrics.bodyString.contains("organization=\"trader-b\""))
+        for output in [status.bodyString, page.bodyString, metrics.bodyString] {
+            #expect(!output.contains(growerKey) && !output.contains(traderKey))
+        }
+        process.terminate()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(!err.text.contains(growerKey) && !err.text.contains(traderKey))
+    }
+
     @Test func jsonLogsAreOneObjectPerLine() throws {
         let sandbox = try SandboxServer(address: SocketAddress(ip: "127.0.0.1", port: 0)!, tls: true)
         defer { sandbox.stop() }

@@ -20,7 +20,14 @@ final class TestClient {
         var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] ?? [:] }
     }
 
-    struct Failure: Error, CustomStringConvertible { var description: String }
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+        /// The connection ended (EOF or reset) before a byte of the response arrived: the
+        /// server cannot have answered (a keep-alive connection closed as the request went out).
+        var beforeAnyResponseByte = false
+        /// errno of a failed read or send.
+        var errorCode: Int32 = 0
+    }
 
     init(port: Int, timeout: Double = 10) throws {
         fd = try Self.rawConnect(port: port, timeout: timeout)
@@ -53,7 +60,10 @@ final class TestClient {
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard n > 0 else { throw Failure(description: "send failed: \(String(cString: strerror(errno)))") }
+            guard n > 0 else {
+                let code = errno
+                throw Failure(description: "send failed: \(String(cString: strerror(code)))", beforeAnyResponseByte: true, errorCode: code)
+            }
             offset += n
         }
     }
@@ -68,7 +78,10 @@ final class TestClient {
         var buffer = [UInt8](repeating: 0, count: 65536)
         let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         if n == 0 { return nil }
-        if n < 0 { throw Failure(description: "read failed: \(String(cString: strerror(errno)))") }
+        if n < 0 {
+            let code = errno
+            throw Failure(description: "read failed: \(String(cString: strerror(code)))", errorCode: code)
+        }
         return Array(buffer[0..<n])
     }
 
@@ -91,16 +104,25 @@ final class TestClient {
         var body: [UInt8] = []
         var trailers = HTTPHeaders()
         var done = false
+        var received = !pending.isEmpty
         while !done {
-            guard let chunk = try readSome() else {
+            let read: [UInt8]?
+            do {
+                read = try readSome()
+            } catch var failure as Failure {
+                failure.beforeAnyResponseByte = !received && failure.errorCode == ECONNRESET
+                throw failure
+            }
+            guard let chunk = read else {
                 var endedAtEOF = false
                 _ = try parser.finish { event in
                     if case .end = event { endedAtEOF = true }
                     return .proceed
                 }
                 if endedAtEOF, let head { return Response(status: head.status, headers: head.headers, body: body) }
-                throw Failure(description: "connection closed before a complete response")
+                throw Failure(description: "connection closed before a complete response", beforeAnyResponseByte: !received)
             }
+            received = true
             let consumed = try chunk.withUnsafeBytes { raw in
                 try parser.parse(raw) { event in
                     switch event {
