@@ -233,6 +233,8 @@ HEALTH="$OUT/health.tsv"
 printf 'section\tconns\tmethod\ttarget\trequests\tseconds\trps\tp50_us\tp99_us\tmax_us\terrors\tnon2xx\thwm_kb\tcpu_s_per_10k\tother_cpu_pct\tsyscalls_per_req\tcs_per_req\tupstream_conns\tround\n' > "$RESULTS"
 printf 'target\tstate\trss_kb\thwm_kb\n' > "$MEMORY"
 printf 'run\ttarget\tstatus\n' > "$HEALTH"
+COUNTS="$OUT/counts.tsv"
+printf 'section\tconns\tmethod\ttarget\tsyscalls_per_req\tcs_per_req\n' > "$COUNTS"
 
 # The upstream port a target's proxy connects to (none for A: wrk is the client there).
 upstream_port_of() {   # target
@@ -281,11 +283,13 @@ run_wrk() {   # section target conns method seconds
     # Processes whose CPU is reported beside the proxy's (Redis in the rate-budget runs).
     local extra_before=0
     (( ${#EXTRA_MEASURED[@]} )) && extra_before=$(cpu_ticks "${EXTRA_MEASURED[@]}")
-    # System calls and context switches of the measured processes (all their threads) over
-    # the run, counted by the kernel (perf's tracepoint and software counter).
+    # System calls and context switches of the measured processes (all their threads), counted
+    # by the kernel (perf's tracepoint and software counter) in the separate run of
+    # `count_system_calls`: counting costs the counted process CPU, and more the more often its
+    # threads sleep and wake, so it never runs during a run whose CPU is reported.
     local perf_out="$OUT/tmp/perf.$target.$$" perf_pid=""
     rm -f "$perf_out"
-    if (( ${#MEASURED[@]} )) && [[ $HAVE_PERF == 1 ]]; then
+    if [[ ${COUNTING:-0} == 1 ]] && (( ${#MEASURED[@]} )) && [[ $HAVE_PERF == 1 ]]; then
         perf stat -x, -e raw_syscalls:sys_enter,context-switches -p "$(IFS=,; echo "${MEASURED[*]}")" \
             -o "$perf_out" -- sleep "$seconds" >/dev/null 2>&1 &
         perf_pid=$!
@@ -333,12 +337,14 @@ run_wrk() {   # section target conns method seconds
     if (( ${#MEASURED[@]} )) && (( requests > 0 )); then
         cpu=$(awk -v t=$(( after - before )) -v hz="$CLK_TCK" -v r="$requests" 'BEGIN { printf "%.3f", t / hz / r * 10000 }')
     fi
-    if [[ $section != warmup ]] && (( ${#EXTRA_MEASURED[@]} )) && (( requests > 0 )); then
+    LAST_SYSCALLS=$syscalls
+    LAST_SWITCHES=$switches
+    if [[ $section != warmup && $section != counting ]] && (( ${#EXTRA_MEASURED[@]} )) && (( requests > 0 )); then
         printf '%s\t%s\t%s\n' "$section" "$target" \
             "$(awk -v t=$(( extra_after - extra_before )) -v hz="$CLK_TCK" -v r="$requests" 'BEGIN { printf "%.3f", t / hz / r * 10000 }')" \
             >> "$OUT/extra-cpu.tsv"
     fi
-    if [[ $section != warmup ]]; then
+    if [[ $section != warmup && $section != counting ]]; then
         printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$conns" "$method" "$target" \
             "$requests" "$(awk -v d="$duration_us" 'BEGIN { printf "%.2f", d / 1e6 }')" "$LAST_RPS" \
             "$p50_us" "$p99_us" "$max_us" "$errors" "$non2xx" "$hwm" "$cpu" "$others" "$syscalls" "$switches" "$upstream_conns" "$ROUND" >> "$RESULTS"
@@ -358,13 +364,25 @@ warm_up() {   # target conns method
         wrk -t "$THREADS" -c "$conns" -d "${WARMUP}s" --timeout 5s -s "$BENCH/wrk-report.lua" "${HEADERS[@]}" "$URL" > /dev/null
 }
 
+# System calls and context switches per request at the run's load, counted with perf in a
+# run of their own (COUNT_DURATION seconds, after the measured one, on the same process): its
+# requests/s, latency and CPU are not reported, only the two counts (counts.tsv).
+COUNT_DURATION=${COUNT_DURATION:-3}
+count_system_calls() {   # section target conns method
+    local section=$1 target=$2 conns=$3 method=$4
+    [[ $HAVE_PERF == 1 && $target != A ]] || return 0
+    COUNTING=1 run_wrk "counting" "$target" "$conns" "$method" "$COUNT_DURATION"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$conns" "$method" "$target" "$LAST_SYSCALLS" "$LAST_SWITCHES" >> "$COUNTS"
+}
+
 # One measured run: a fresh proxy process (every target but A), warmed up, wrk, then the
-# health probe.
+# health probe. In the first round, the system-call count follows the measured run.
 measure() {   # section target conns method seconds
     local section=$1 target=$2 conns=$3 method=$4 seconds=$5
     [[ $target != A ]] && fresh "$target"
     warm_up "$target" "$conns" "$method"
     run_wrk "$section" "$target" "$conns" "$method" "$seconds"
+    (( ROUND == 1 )) && count_system_calls "$section" "$target" "$conns" "$method"
     [[ $target != A ]] && probe_after "$section $method c=$conns" "$target"
     return 0
 }

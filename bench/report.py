@@ -25,6 +25,13 @@ with open(os.path.join(out, "meta.env")) as f:
         meta[key] = value
 
 rows = read_tsv("results.tsv")
+# System calls and context switches per request come from a counting run of their own (perf
+# attached), not from the runs whose CPU is reported; results of older runs carry them inline.
+counts = {(c["section"], c["conns"], c["method"], c["target"]): c for c in read_tsv("counts.tsv")}
+for r in rows:
+    c = counts.get((r["section"], r["conns"], r["method"], r["target"]))
+    if c:
+        r["syscalls_per_req"], r["cs_per_req"] = c["syscalls_per_req"], c["cs_per_req"]
 memory = read_tsv("memory.tsv")
 health = read_tsv("health.tsv")
 
@@ -119,10 +126,12 @@ print("- B, C, E and F run as a fresh process for every row (primed with one GET
       " max RSS: that process's VmHWM at the end of the run; for nginx the sum over master + 2 workers"
       " (shared pages counted per process). CPU: utime + stime of the same processes during the run."
       " A has no proxy process.")
+print("- syscalls / req and ctx switches / req: counted by perf (all threads of the measured processes) in a"
+      " separate 3 s run at the same load right after the row's first measured run; counting slows the counted"
+      " process, so it is never attached while CPU is measured.")
 print("- other load: CPU used meanwhile by processes outside the benchmark (not niced), in % of the machine"
       " (a lower bound); rows with more than a few % were measured on a busy machine.")
 print()
-print(HEADER)
 runs = [r for r in rows if r["section"] == "main"]
 rounds = max((int(r.get("round") or 1) for r in runs), default=1)
 
@@ -163,6 +172,7 @@ for key in steps:
 if rounds > 1:
     print(f"Each row: the median of {rounds} runs (column by column; errors summed); the runs one by one are below.")
     print()
+print(HEADER)
 for key in steps:
     by_target = {r["target"]: r for r in main if (r["conns"], r["method"]) == key}
     for t in ("A", "B", "C", "D", "E", "F"):
