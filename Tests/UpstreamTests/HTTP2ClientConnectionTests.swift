@@ -80,6 +80,25 @@ import Testing
     /// GOAWAY with last stream id 0 and NO_ERROR: the server processed none of our streams.
     static let goAwayNothingProcessed = frame(type: 0x7, payload: [0, 0, 0, 0, 0, 0, 0, 0])
 
+    /// A client connection on a memory stream of a fresh one-loop group, the server's SETTINGS
+    /// (and its acknowledgement of ours) already read.
+    static func connectionPastTheSettings() -> (EventLoop, MemoryStream, HTTP2ClientConnection) {
+        let loop = EventLoopGroup(loopCount: 1).loops[0]
+        let (stream, connection) = onLoop(loop) { () -> (MemoryStream, HTTP2ClientConnection) in
+            let stream = MemoryStream(loop: loop)
+            let connection = HTTP2ClientConnection(stream: stream, timeouts: UpstreamTimeouts(), authority: "api.example", localStreamCap: 100)
+            stream.deliver(settings + settingsAck)
+            return (stream, connection)
+        }
+        return (loop, stream, connection)
+    }
+
+    /// Opens a channel and submits a GET on it (on the connection's loop).
+    static func sendGET(on connection: HTTP2ClientConnection, handler: UpstreamResponseHandler) {
+        connection.makeChannel().sendRequest(HTTPRequestHead(method: "GET", target: Array("/trade-items".utf8),
+                                                             headers: HTTPHeaders([("Host", "api.example")])), handler: handler)
+    }
+
     /// The race behind a crash once seen under load: a request is submitted, and in the same
     /// turn the server's GOAWAY is read. The flush after that read asks nghttp2 to send the
     /// request's HEADERS, which it no longer may (RFC 9113 §6.8); nghttp2 closes the stream from
@@ -88,19 +107,10 @@ import Testing
     /// enter nghttp2 again (it would send on the output buffer the running call is filling):
     /// the close waits for the running flush, which then sends our GOAWAY and closes.
     @Test func aGoAwayReadInTheTurnARequestWasSubmittedRefusesItWithoutReenteringTheSession() throws {
-        let group = EventLoopGroup(loopCount: 1)
-        let loop = group.loops[0]
+        let (loop, stream, connection) = Self.connectionPastTheSettings()
         let recorder = Recorder()
-        let (stream, connection) = onLoop(loop) { () -> (MemoryStream, HTTP2ClientConnection) in
-            let stream = MemoryStream(loop: loop)
-            let connection = HTTP2ClientConnection(stream: stream, timeouts: UpstreamTimeouts(), authority: "api.example", localStreamCap: 100)
-            stream.deliver(Self.settings + Self.settingsAck)
-            return (stream, connection)
-        }
         onLoop(loop) {
-            let channel = connection.makeChannel()
-            channel.sendRequest(HTTPRequestHead(method: "GET", target: Array("/trade-items".utf8),
-                                                headers: HTTPHeaders([("Host", "api.example")])), handler: recorder)
+            Self.sendGET(on: connection, handler: recorder)
             stream.deliver(Self.goAwayNothingProcessed)
         }
         #expect(eventually { onLoop(loop) { !connection.isOpen } })
@@ -118,21 +128,12 @@ import Testing
     }
 
     /// The ordinary end of a connection told to go away with a stream in flight: the stream
-    /// runs to its end, then the connection closes, once.
+    /// runs to its end, then the connection sends its GOAWAY and closes.
     @Test func aGoAwayAboveTheStreamLetsItFinishThenCloses() throws {
-        let group = EventLoopGroup(loopCount: 1)
-        let loop = group.loops[0]
+        let (loop, stream, connection) = Self.connectionPastTheSettings()
         let recorder = Recorder()
-        let (stream, connection) = onLoop(loop) { () -> (MemoryStream, HTTP2ClientConnection) in
-            let stream = MemoryStream(loop: loop)
-            let connection = HTTP2ClientConnection(stream: stream, timeouts: UpstreamTimeouts(), authority: "api.example", localStreamCap: 100)
-            stream.deliver(Self.settings + Self.settingsAck)
-            return (stream, connection)
-        }
         onLoop(loop) {
-            let channel = connection.makeChannel()
-            channel.sendRequest(HTTPRequestHead(method: "GET", target: Array("/trade-items".utf8),
-                                                headers: HTTPHeaders([("Host", "api.example")])), handler: recorder)
+            Self.sendGET(on: connection, handler: recorder)
         }
         #expect(eventually { onLoop(loop) { stream.frames.contains { $0.type == 0x1 && $0.stream == 1 } } })
         onLoop(loop) {
