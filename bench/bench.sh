@@ -22,7 +22,8 @@
 # peak RSS and CPU seconds per 10k requests, and the CPU other processes used meanwhile; the
 # report shows each row's median over the rounds and how far the rounds spread.
 # Then the paired comparisons (C against B, E against C: both processes running, short runs in
-# turn, the median of the per-pair ratios); access logging on (floriday-proxy at log level info,
+# turn, the median of the per-pair ratios); E against C at 256 connections in fresh pairs, with
+# the upstream's two workers and with one; access logging on (floriday-proxy at log level info,
 # nginx with an access log); RSS at
 # rest and with 5,000 idle keep-alive client connections; 200 requests whose clients hang up
 # early, after which the proxy must still answer; and with LONG=1 a soak of 1,000,000
@@ -31,7 +32,7 @@
 # limit far above the load, once with in-process buckets (C-mem) and once with the buckets in
 # a local redis-server (C-redis: one Lua script per request), against C without shaping.
 #
-# About 20 minutes on 2 cores (a few more with LONG=1). Output: bench/results.md (also printed); raw numbers,
+# About 25 minutes on 2 cores (a few more with LONG=1). Output: bench/results.md (also printed); raw numbers,
 # configurations and logs in bench/out/. See bench/NOTES.md for the method and the findings.
 #
 # Environment:
@@ -42,6 +43,9 @@
 #   PAIRS, PAIR_DURATION  the paired comparisons at 64 connections (C against B, E against C,
 #                     both processes running, runs taking turns): pairs per comparison (default
 #                     8) and seconds per run (default 3)
+#   FRESH_PAIRS       E against C at 256 connections, every run a fresh process (where E's
+#                     upstream connections land on nginx's workers recorded), and the same
+#                     against a one-worker upstream: pairs per comparison (default 8; 0: none)
 #   CONNECTIONS       connection counts (default "16 64 256")
 #   IDLE_CONNECTIONS  idle keep-alive connections for the memory check (default 5000)
 #   THREADLOOP_BIN    floriday-proxy built with -DEVENTLOOP_THREAD_DRIVEN (the event-loop design
@@ -104,6 +108,12 @@ find "$OUT" -mindepth 1 -maxdepth 1 ! -name profile -exec rm -rf {} +
 mkdir -p "$OUT/tmp" "$OUT/wrk"
 make_certificates
 start_sandbox
+if [[ $H2 == 1 ]]; then
+    # The fresh-pairs comparison's second upstream: the same server with one worker process.
+    start_upstream upstream-one-worker 1
+    ONE_WORKER_PORT=$UPSTREAM_PORT
+    ONE_WORKER_H2_PORT=$UPSTREAM_H2_PORT
+fi
 start_upstream
 # The shared rate budget's Redis (C-redis): loopback, nothing persisted.
 REDIS_PORT=$(free_port)
@@ -141,6 +151,8 @@ start_floriday_proxy() {   # target level [binary] [upstream port]
     [[ $level != warning ]] && name=floriday-proxy-$level
     [[ $target == D ]] && name=floriday-proxy-threadloop
     [[ $target == E ]] && name=floriday-proxy-h2
+    [[ $target == C1 ]] && name=floriday-proxy-one-worker-upstream
+    [[ $target == E1 ]] && name=floriday-proxy-h2-one-worker-upstream
     [[ $target == C-mem ]] && { name=floriday-proxy-buckets-memory; rate_limit="{ $RATE_BUDGET_LIMIT, store: memory }"; }
     [[ $target == C-redis ]] && { name=floriday-proxy-buckets-redis; rate_limit="{ $RATE_BUDGET_LIMIT, store: \"redis://127.0.0.1:$REDIS_PORT/0\" }"; }
     PORT[$target]=$(free_port)
@@ -161,6 +173,8 @@ fresh() {   # target
         C-info) start_floriday_proxy C-info info ;;
         D) start_floriday_proxy D warning "$THREADLOOP_BIN" ;;
         E) start_floriday_proxy E warning "$PROXY_BIN" "$UPSTREAM_H2_PORT" ;;
+        C1) start_floriday_proxy C1 warning "$PROXY_BIN" "$ONE_WORKER_PORT" ;;
+        E1) start_floriday_proxy E1 warning "$PROXY_BIN" "$ONE_WORKER_H2_PORT" ;;
         F) PORT[F]=$(free_port)
            start_nghttpx "${PORT[F]}" nghttpx
            PID[F]=$!
@@ -186,7 +200,7 @@ select_target() {
            HEADERS=(-H "Authorization: Bearer $TOKEN" -H "X-Api-Key: $API_KEY") ;;
         B | B-log) URL="http://127.0.0.1:${PORT[$target]}$API_PATH"
            read -r -a MEASURED <<< "$(nginx_pids "${PID[$target]}")" ;;
-        C | C-info | D | E | C-mem | C-redis) URL="http://127.0.0.1:${PORT[$target]}$API_PATH"
+        C | C-info | D | E | C1 | E1 | C-mem | C-redis) URL="http://127.0.0.1:${PORT[$target]}$API_PATH"
            MEASURED=("${PID[$target]}")
            if [[ $target == C-redis ]]; then EXTRA_MEASURED=("$REDIS_PID"); fi ;;
         # nghttpx forks its worker process from the one started.
@@ -241,6 +255,8 @@ upstream_port_of() {   # target
     case $1 in
         A) echo "" ;;
         E | F) echo "$UPSTREAM_H2_PORT" ;;
+        C1) echo "$ONE_WORKER_PORT" ;;
+        E1) echo "$ONE_WORKER_H2_PORT" ;;
         *) echo "$UPSTREAM_PORT" ;;
     esac
 }
@@ -479,6 +495,42 @@ for method in GET POST; do
     paired "$method" C E
 done
 
+# --- E against C at 256 connections: fresh pairs ---
+#
+# With h2 the proxy carries 256 clients' requests on four upstream connections (two per loop),
+# and nginx serves each connection from one worker process: which of the two workers accepted
+# each connection decides how the upstream's work is split, and so E's tail (bench/NOTES.md).
+# A long-lived E is one draw of that lottery; here every run is a fresh pair of processes:
+# FRESH_PAIRS pairs, C and E each started, warmed up and measured for PAIR_DURATION seconds in
+# turn (order alternating), with where E's connections landed recorded. The same against a
+# second upstream with one worker, where the placement cannot matter: what is left is the
+# proxy's own difference between the two protocols.
+FRESH_PAIRS=${FRESH_PAIRS:-8}
+PLACEMENT="$OUT/placement.tsv"
+printf 'section\tmethod\tround\ttarget\tplacement\n' > "$PLACEMENT"
+fresh_pairs() {   # method first second: the ratio reported is second/first
+    local method=$1 first=$2 second=$3 target
+    log "fresh pairs: $method at 256 connections, $second against $first, $FRESH_PAIRS pairs of ${PAIR_DURATION} s"
+    for (( ROUND = 1; ROUND <= FRESH_PAIRS; ROUND++ )); do
+        local order=("$first" "$second")
+        (( ROUND % 2 == 0 )) && order=("$second" "$first")
+        for target in "${order[@]}"; do
+            fresh "$target"
+            warm_up "$target" 256 "$method"
+            run_wrk "fresh-$second/$first" "$target" 256 "$method" "$PAIR_DURATION"
+            printf '%s\t%s\t%s\t%s\t%s\n' "fresh-$second/$first" "$method" "$ROUND" "$target" \
+                "$(upstream_placement "$(upstream_port_of "$target")" "${PID[$target]}")" >> "$PLACEMENT"
+            probe_after "fresh pair $method c=256" "$target"
+            stop "${PID[$target]}"; PID[$target]=""
+        done
+    done
+    ROUND=1
+}
+if [[ $H2 == 1 ]] && (( FRESH_PAIRS > 0 )); then
+    for method in GET POST; do fresh_pairs "$method" C E; done
+    fresh_pairs POST C1 E1
+fi
+
 # --- access logging on: floriday-proxy at level info (stderr to a file), nginx with an access log ---
 log "access logging on: GET at 64 connections"
 measure logging B-log 64 GET "$DURATION"
@@ -583,6 +635,7 @@ fi
     echo "rounds=$ROUNDS"
     echo "pairs=${PAIRS:-0}"
     echo "pair_duration=${PAIR_DURATION:-0}"
+    echo "fresh_pairs=${FRESH_PAIRS:-0}"
     echo "warmup=$WARMUP"
     echo "threads=$THREADS"
     echo "idle_connections=$IDLE_CONNECTIONS"

@@ -150,23 +150,38 @@ start_sandbox() {
     [[ -n $TOKEN ]] || die "no token from the sandbox"
 }
 
-# The upstream: nginx over TLS (nginx-upstream.conf.in). Sets UPSTREAM_PORT (ALPN http/1.1
-# only) and UPSTREAM_H2_PORT (ALPN h2 and http/1.1), the same server on two ports.
-start_upstream() {
+# The upstream: nginx over TLS (nginx-upstream.conf.in), one worker per core unless told.
+# Sets UPSTREAM_PORT (ALPN http/1.1 only) and UPSTREAM_H2_PORT (ALPN h2 and http/1.1), the same
+# server on two ports; `name` keeps a second instance's files apart.
+start_upstream() {   # [name] [workers]: sets UPSTREAM_PORT and UPSTREAM_H2_PORT
+    local name=${1:-upstream} workers=${2:-$(nproc)}
     [[ -f /usr/lib/nginx/modules/ngx_http_echo_module.so ]] ||
         die "nginx's echo module is missing (apt-get install libnginx-mod-http-echo; nginx-light pulls it in)"
     UPSTREAM_PORT=$(free_port)
     UPSTREAM_H2_PORT=$(free_port)
     local body
     body=$(python3 -c 'p = "{\"tradeItemId\":\"bench-0001\",\"padding\":\""; s = "\"}"; print(p + "x" * (1024 - len(p) - len(s)) + s, end="")')
-    sed -e "s|@OUT@|$OUT|g" -e "s|@WORKERS@|$(nproc)|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
+    sed -e "s|@OUT@|$OUT|g" -e "s|@NAME@|$name|g" -e "s|@WORKERS@|$workers|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
         -e "s|@UPSTREAM_H2_PORT@|$UPSTREAM_H2_PORT|g" -e "s|@GET_BODY@|$body|" \
-        "$BENCH/nginx-upstream.conf.in" > "$OUT/nginx-upstream.conf"
-    log "upstream nginx (TLS) on 127.0.0.1:$UPSTREAM_PORT (http/1.1) and 127.0.0.1:$UPSTREAM_H2_PORT (h2)"
-    nginx -p "$OUT" -c "$OUT/nginx-upstream.conf" -g 'daemon off;' > "$OUT/nginx-upstream.stdout" 2>&1 &
+        "$BENCH/nginx-upstream.conf.in" > "$OUT/nginx-$name.conf"
+    log "$name nginx (TLS, $workers worker(s)) on 127.0.0.1:$UPSTREAM_PORT (http/1.1) and 127.0.0.1:$UPSTREAM_H2_PORT (h2)"
+    nginx -p "$OUT" -c "$OUT/nginx-$name.conf" -g 'daemon off;' > "$OUT/nginx-$name.stdout" 2>&1 &
     PIDS+=("$!")
     wait_port "$UPSTREAM_PORT"
     wait_port "$UPSTREAM_H2_PORT"
+}
+
+# How one process's established connections to 127.0.0.1:port fall on the worker processes of
+# the server there: the number per worker, largest first ("3+1"); "-" when it has none.
+upstream_placement() {   # port pid
+    local port=$1 pid=$2 local_ports
+    local_ports=$(ss -Htnp state established "( dport = :$port )" 2>/dev/null |
+        awk -v p="pid=$pid," 'index($0, p) { n = split($3, a, ":"); printf " %s", a[n] }')
+    if [[ -z $local_ports ]]; then echo "-"; return; fi
+    # The server's side of each of those connections names the worker that holds it.
+    ss -Htnp state established "( sport = :$port )" 2>/dev/null |
+        awk -v ports="$local_ports " '{ n = split($4, a, ":"); if (index(ports, " " a[n] " ") && match($0, /pid=[0-9]+/)) print substr($0, RSTART + 4, RLENGTH - 4) }' |
+        sort | uniq -c | awk '{ print $1 }' | sort -rn | paste -sd+
 }
 
 # Writes a floriday-proxy configuration for the upstream and the sandbox.

@@ -44,6 +44,8 @@ TARGETS = {
     "D": "D floriday-proxy, loop thread in epoll_wait (not shipped)",
     "E": "E floriday-proxy, h2 upstream",
     "F": "F nghttpx, h2 upstream",
+    "C1": "C floriday-proxy (upstream with one worker)",
+    "E1": "E floriday-proxy, h2 upstream (upstream with one worker)",
     "C-mem": "C floriday-proxy, shaping, buckets in process",
     "C-redis": "C floriday-proxy, shaping, buckets in Redis",
 }
@@ -252,6 +254,47 @@ if paired_rows:
         print(f"| {method} | **{second}/{first}** ({TARGETS[second]} / {TARGETS[first]}) | {plain(first_cpu)}, {plain(second_cpu)} |"
               f" **{plain(median(cpu), 2)}**{spread} | {plain(median(ratios('rps')), 2)} | {plain(median(ratios('p99_us')), 2)} |")
 
+fresh_rows = [r for r in rows if r["section"].startswith("fresh-")]
+if fresh_rows:
+    placements = {(p["section"], p["method"], p["round"], p["target"]): p["placement"] for p in read_tsv("placement.tsv")}
+    print()
+    print("## E against C at 256 connections, fresh pairs")
+    print()
+    print(f"{meta.get('fresh_pairs')} pairs per row; in each, C and E (order alternating) each started as a fresh process,"
+          f" warmed up and measured for {meta.get('pair_duration')} s. With h2 the 256 clients' requests travel on four"
+          " upstream connections, and nginx serves each connection from the worker process that accepted it; the last"
+          " column shows how E's connections fell on the upstream's workers in each pair (\"3+1\": three on one worker,"
+          " one on the other), with that pair's p99 ratio. The last row uses a second upstream, the same server with one"
+          " worker, where the placement cannot matter. Ratios are E/C per pair; the median is the figure.")
+    print()
+    print("| upstream | method | p99 E/C median (min–max) | pairs with E's p99 lower | req/s E/C | CPU per request E/C | E's connections per upstream worker: p99 E/C of that pair |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    sections = []
+    for r in fresh_rows:
+        if (r["section"], r["method"]) not in sections:
+            sections.append((r["section"], r["method"]))
+    for section, method in sections:
+        second, first = section[len("fresh-"):].split("/")
+        by_round = {}
+        for r in fresh_rows:
+            if r["section"] == section and r["method"] == method:
+                by_round.setdefault(r.get("round") or "1", {})[r["target"]] = r
+        pairs = [(k, v) for k, v in sorted(by_round.items(), key=lambda kv: int(kv[0])) if first in v and second in v]
+        def ratios(field):
+            values = []
+            for _, pair in pairs:
+                a, b = num(pair[first].get(field)), num(pair[second].get(field))
+                values.append(b / a if a and b is not None else None)
+            return values
+        p99 = ratios("p99_us")
+        valid = [v for v in p99 if v is not None]
+        lower = sum(1 for v in valid if v < 1)
+        spread = f" ({min(valid):.2f}–{max(valid):.2f})" if valid else ""
+        placed = ", ".join(f"{placements.get((section, method, k, second), '?')}: {plain(v, 2)}" for (k, _), v in zip(pairs, p99))
+        upstream = "one worker" if second.endswith("1") else f"{meta.get('cores', '2')} workers"
+        print(f"| {upstream} | {method} | **{plain(median(valid), 2)}**{spread} | {lower} of {len(valid)} |"
+              f" {plain(median(v for v in ratios('rps') if v is not None), 2)} | {plain(median(v for v in ratios('cpu_s_per_10k') if v is not None), 2)} | {placed} |")
+
 # After every run the proxy got one more GET (3 s limit); a failure means the run left it broken.
 if health:
     print()
@@ -260,7 +303,7 @@ if health:
     print("After each run (and after 200 requests whose clients disconnected before the response), four GETs at once"
           " on new connections, 3 s limit each; a run that left the proxy unable to answer shows here.")
     print()
-    for t in ("B", "C", "D", "E", "F", "B-log", "C-info"):
+    for t in ("B", "C", "D", "E", "F", "C1", "E1", "B-log", "C-info"):
         probes = [h for h in health if h["target"] == t]
         if not probes:
             continue
