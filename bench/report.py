@@ -218,8 +218,40 @@ if rounds > 1:
             cpu = " / ".join(plain(r["cpu_s_per_10k"]) for r in group)
             print(f"| {key[0]} | {key[1]} | {TARGETS[t]} | {rps} | {p99} | {cpu} |")
 
-paired_rows = [r for r in rows if r["section"].startswith("paired-")]
-if paired_rows:
+def comparisons(prefix):
+    """The comparisons of the sections named prefix + "second/first", in the order they ran:
+    (section, method, first, second, pairs), a pair being {target: row} of one round in which
+    both ran."""
+    section_rows = [r for r in rows if r["section"].startswith(prefix)]
+    keys = []
+    for r in section_rows:
+        if (r["section"], r["method"]) not in keys:
+            keys.append((r["section"], r["method"]))
+    for section, method in keys:
+        second, first = section[len(prefix):].split("/")
+        by_round = {}
+        for r in section_rows:
+            if (r["section"], r["method"]) == (section, method):
+                by_round.setdefault(int(r.get("round") or 1), {})[r["target"]] = r
+        pairs = [by_round[k] for k in sorted(by_round) if first in by_round[k] and second in by_round[k]]
+        yield section, method, first, second, pairs
+
+
+def pair_ratios(pairs, first, second, field):
+    """second/first of `field` for each pair, in order; None where either value is missing."""
+    values = []
+    for pair in pairs:
+        a, b = num(pair[first].get(field)), num(pair[second].get(field))
+        values.append(b / a if a and b is not None else None)
+    return values
+
+
+def median_ratio(pairs, first, second, field):
+    return median(pair_ratios(pairs, first, second, field))
+
+
+paired = list(comparisons("paired-"))
+if paired:
     print()
     print("## Paired comparisons (64 connections)")
     print()
@@ -230,33 +262,18 @@ if paired_rows:
     print()
     print("| method | second / first | CPU s / 10k req: first, second (medians) | CPU ratio median (min–max) | req/s ratio | p99 ratio |")
     print("|---|---|---|---|---:|---:|")
-    sections = []
-    for r in paired_rows:
-        if (r["section"], r["method"]) not in sections:
-            sections.append((r["section"], r["method"]))
-    for section, method in sections:
-        second, first = section[len("paired-"):].split("/")
-        group = [r for r in paired_rows if r["section"] == section and r["method"] == method]
-        by_round = {}
-        for r in group:
-            by_round.setdefault(int(r.get("round") or 1), {})[r["target"]] = r
-        def ratios(field):
-            values = []
-            for pair in by_round.values():
-                a, b = num(pair.get(first, {}).get(field)), num(pair.get(second, {}).get(field))
-                if a and b is not None:
-                    values.append(b / a)
-            return values
-        cpu = ratios("cpu_s_per_10k")
-        first_cpu = median(num(r["cpu_s_per_10k"]) for r in group if r["target"] == first)
-        second_cpu = median(num(r["cpu_s_per_10k"]) for r in group if r["target"] == second)
+    for section, method, first, second, pairs in paired:
+        cpu = [v for v in pair_ratios(pairs, first, second, "cpu_s_per_10k") if v is not None]
+        first_cpu = median(num(pair[first]["cpu_s_per_10k"]) for pair in pairs)
+        second_cpu = median(num(pair[second]["cpu_s_per_10k"]) for pair in pairs)
         spread = f" ({min(cpu):.2f}–{max(cpu):.2f})" if cpu else ""
         print(f"| {method} | **{second}/{first}** ({TARGETS[second]} / {TARGETS[first]}) | {plain(first_cpu)}, {plain(second_cpu)} |"
-              f" **{plain(median(cpu), 2)}**{spread} | {plain(median(ratios('rps')), 2)} | {plain(median(ratios('p99_us')), 2)} |")
+              f" **{plain(median(cpu), 2)}**{spread} | {plain(median_ratio(pairs, first, second, 'rps'), 2)} |"
+              f" {plain(median_ratio(pairs, first, second, 'p99_us'), 2)} |")
 
-fresh_rows = [r for r in rows if r["section"].startswith("fresh-")]
-if fresh_rows:
-    placements = {(p["section"], p["method"], p["round"], p["target"]): p["placement"] for p in read_tsv("placement.tsv")}
+fresh = list(comparisons("fresh-"))
+if fresh:
+    placements = {(p["section"], p["method"], int(p["round"]), p["target"]): p["placement"] for p in read_tsv("placement.tsv")}
     print()
     print("## E against C at 256 connections, fresh pairs")
     print()
@@ -269,31 +286,17 @@ if fresh_rows:
     print()
     print("| upstream | method | p99 E/C median (min–max) | pairs with E's p99 lower | req/s E/C | CPU per request E/C | E's connections per upstream worker: p99 E/C of that pair |")
     print("|---|---|---:|---:|---:|---:|---|")
-    sections = []
-    for r in fresh_rows:
-        if (r["section"], r["method"]) not in sections:
-            sections.append((r["section"], r["method"]))
-    for section, method in sections:
-        second, first = section[len("fresh-"):].split("/")
-        by_round = {}
-        for r in fresh_rows:
-            if r["section"] == section and r["method"] == method:
-                by_round.setdefault(r.get("round") or "1", {})[r["target"]] = r
-        pairs = [(k, v) for k, v in sorted(by_round.items(), key=lambda kv: int(kv[0])) if first in v and second in v]
-        def ratios(field):
-            values = []
-            for _, pair in pairs:
-                a, b = num(pair[first].get(field)), num(pair[second].get(field))
-                values.append(b / a if a and b is not None else None)
-            return values
-        p99 = ratios("p99_us")
+    ONE_WORKER_TARGETS = ("C1", "E1")
+    for section, method, first, second, pairs in fresh:
+        p99 = pair_ratios(pairs, first, second, "p99_us")
         valid = [v for v in p99 if v is not None]
         lower = sum(1 for v in valid if v < 1)
         spread = f" ({min(valid):.2f}–{max(valid):.2f})" if valid else ""
-        placed = ", ".join(f"{placements.get((section, method, k, second), '?')}: {plain(v, 2)}" for (k, _), v in zip(pairs, p99))
-        upstream = "one worker" if second.endswith("1") else f"{meta.get('cores', '2')} workers"
+        placed = ", ".join(f"{placements.get((section, method, int(pair[second].get('round') or 1), second), '?')}: {plain(v, 2)}"
+                           for pair, v in zip(pairs, p99))
+        upstream = "one worker" if second in ONE_WORKER_TARGETS else f"{meta.get('cores', '2')} workers"
         print(f"| {upstream} | {method} | **{plain(median(valid), 2)}**{spread} | {lower} of {len(valid)} |"
-              f" {plain(median(v for v in ratios('rps') if v is not None), 2)} | {plain(median(v for v in ratios('cpu_s_per_10k') if v is not None), 2)} | {placed} |")
+              f" {plain(median_ratio(pairs, first, second, 'rps'), 2)} | {plain(median_ratio(pairs, first, second, 'cpu_s_per_10k'), 2)} | {placed} |")
 
 # After every run the proxy got one more GET (3 s limit); a failure means the run left it broken.
 if health:
