@@ -95,7 +95,7 @@ let package = Package(
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "RedisTests", dependencies: ["Redis", "EventLoop", "TLS", "TestSupport"]),
-        .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "HTTP1"]),
+        .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "HTTP1", "TestSupport"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "Redis"]),
         .testTarget(name: "RateLimitTests", dependencies: ["RateLimit", "EventLoop", "TestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "HTTP1", "JSON"]),

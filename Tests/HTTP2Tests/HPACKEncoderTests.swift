@@ -1,6 +1,7 @@
 import CNGHTTP2
 import HTTP1
 @testable import HTTP2
+import TestSupport
 import Testing
 
 /// The client session's own HPACK encoder, checked against nghttp2's decoder (the server

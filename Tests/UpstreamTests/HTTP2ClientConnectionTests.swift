@@ -43,18 +43,9 @@ import Testing
             bytes.withUnsafeBytes { delegate?.streamDidRead($0) }
         }
 
-        /// The frames written after the client connection preface: (type, flags, stream id).
-        var frames: [(type: UInt8, flags: UInt8, stream: UInt32)] {
-            var result: [(UInt8, UInt8, UInt32)] = []
-            var offset = 24   // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" (RFC 9113 §3.4)
-            while offset + 9 <= written.count {
-                let length = Int(written[offset]) << 16 | Int(written[offset + 1]) << 8 | Int(written[offset + 2])
-                let stream = (UInt32(written[offset + 5]) << 24 | UInt32(written[offset + 6]) << 16
-                    | UInt32(written[offset + 7]) << 8 | UInt32(written[offset + 8])) & 0x7FFF_FFFF
-                result.append((written[offset + 3], written[offset + 4], stream))
-                offset += 9 + length
-            }
-            return result
+        /// The frames written after the client connection preface (RFC 9113 §3.4).
+        var frames: [(type: UInt8, flags: UInt8, stream: UInt32, payload: [UInt8])] {
+            RawFrame.parse(Array(written.dropFirst("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8.count)))
         }
     }
 
@@ -68,17 +59,9 @@ import Testing
         func upstreamWritable() {}
     }
 
-    /// A frame header (RFC 9113 §4.1) and its payload.
-    static func frame(type: UInt8, flags: UInt8 = 0, stream: UInt32 = 0, payload: [UInt8] = []) -> [UInt8] {
-        let length = payload.count
-        return [UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF), type, flags,
-                UInt8(stream >> 24 & 0x7F), UInt8(stream >> 16 & 0xFF), UInt8(stream >> 8 & 0xFF), UInt8(stream & 0xFF)] + payload
-    }
-
-    static let settings = frame(type: 0x4)
-    static let settingsAck = frame(type: 0x4, flags: 0x1)
+    static let settingsAck = RawFrame.frame(type: 0x4, flags: 0x1)
     /// GOAWAY with last stream id 0 and NO_ERROR: the server processed none of our streams.
-    static let goAwayNothingProcessed = frame(type: 0x7, payload: [0, 0, 0, 0, 0, 0, 0, 0])
+    static let goAwayNothingProcessed = RawFrame.frame(type: 0x7, payload: [0, 0, 0, 0, 0, 0, 0, 0])
 
     /// A client connection on a memory stream of a fresh one-loop group, the server's SETTINGS
     /// (and its acknowledgement of ours) already read.
@@ -87,7 +70,7 @@ import Testing
         let (stream, connection) = onLoop(loop) { () -> (MemoryStream, HTTP2ClientConnection) in
             let stream = MemoryStream(loop: loop)
             let connection = HTTP2ClientConnection(stream: stream, timeouts: UpstreamTimeouts(), authority: "api.example", localStreamCap: 100)
-            stream.deliver(settings + settingsAck)
+            stream.deliver(RawFrame.settings + settingsAck)
             return (stream, connection)
         }
         return (loop, stream, connection)
@@ -139,8 +122,8 @@ import Testing
         onLoop(loop) {
             // GOAWAY naming stream 1 as processed, then its response: HEADERS (:status 200,
             // static table index 8) with END_STREAM.
-            stream.deliver(Self.frame(type: 0x7, payload: [0, 0, 0, 1, 0, 0, 0, 0])
-                + Self.frame(type: 0x1, flags: 0x4 | 0x1, stream: 1, payload: [0x88]))
+            stream.deliver(RawFrame.frame(type: 0x7, payload: [0, 0, 0, 1, 0, 0, 0, 0])
+                + RawFrame.frame(type: 0x1, flags: 0x4 | 0x1, stream: 1, payload: [0x88]))
         }
         #expect(eventually { onLoop(loop) { !connection.isOpen } })
         onLoop(loop) {
